@@ -1,0 +1,55 @@
+// argv → subcommand. Each subcommand returns the process exit code:
+// 0 success, 1 not found (client), 2 usage or request error, 3 data/config
+// problem that a restart will not fix, 4 cannot listen (port in use).
+
+import { clientMain } from "./client.ts";
+import { parseNodeArgs } from "./role_args.ts";
+import { runMain as superviseMain } from "../node/supervisor.ts";
+import { leaderMain } from "../node/leader_role.ts";
+import { followerMain } from "../node/follower_role.ts";
+
+export const usage = `kvstore — a replicated key-value store
+
+usage:
+  kvstore run <N> [--cluster FILE] [--data-dir DIR] [--log-level debug|info|warn|error]
+      run node N's supervisor (it starts the leader/follower role process itself)
+  kvstore client [--timeout-ms N] [--verbose] <host> <port> SET <key> <value>
+  kvstore client … <host> <port> GET <key>
+  kvstore client … <host> <port> DEL <key> [key…]
+  kvstore client … <host> <port> GETFF <key> <followerHost:port>
+  kvstore client … <host> <port> GETFB <key> <followerHost:port>
+  kvstore leader <N> --term T …  /  kvstore follower <N> …
+      role processes, started by 'run'; not for direct use
+`;
+
+export async function runMain(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "run":
+    case "leader":
+    case "follower": {
+      const opts = await parseNodeArgs(rest, command === "leader");
+      if (!opts.ok) {
+        console.error(`error: ${opts.error}\n\n${usage}`);
+        return 2;
+      }
+      if (command === "run") return await superviseMain(opts.value);
+      if (command === "leader") return await leaderMain(opts.value);
+      return await followerMain(opts.value);
+    }
+    case "client":
+      return await clientMain(rest);
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(usage);
+      return 0;
+    default:
+      console.error(
+        command === undefined
+          ? usage
+          : `error: unknown command ${JSON.stringify(command)}\n\n${usage}`,
+      );
+      return 2;
+  }
+}

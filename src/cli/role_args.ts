@@ -1,0 +1,75 @@
+// Options shared by `kvstore run`, `kvstore leader` and `kvstore follower`.
+
+import { parseArgs } from "node:util";
+import { type Cluster, findNode, loadCluster, type NodeAddress } from "../config/cluster.ts";
+import { type LevelName, parseLevel } from "../log.ts";
+
+export interface NodeOptions {
+  readonly cluster: Cluster;
+  readonly self: NodeAddress;
+  readonly clusterFile: string | undefined;
+  readonly dataDir: string;
+  readonly logLevel: LevelName;
+  readonly term: number | undefined;
+}
+
+export type NodeArgs = { ok: true; value: NodeOptions } | { ok: false; error: string };
+
+/** Parses `<N> [--cluster F] [--data-dir D] [--log-level L] [--term T]`. */
+export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<NodeArgs> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        cluster: { type: "string" },
+        "data-dir": { type: "string" },
+        "log-level": { type: "string" },
+        term: { type: "string" },
+      },
+    });
+  } catch (e) {
+    return { ok: false, error: (e as Error).message };
+  }
+  const [idText, ...extra] = parsed.positionals;
+  if (idText === undefined || extra.length > 0 || !/^\d+$/.test(idText)) {
+    return {
+      ok: false,
+      error: `Expected one node number, got ${JSON.stringify(parsed.positionals)}`,
+    };
+  }
+  const cluster = await loadCluster(parsed.values.cluster);
+  if (!cluster.ok) return cluster;
+  const self = findNode(cluster.value, Number(idText));
+  if (!self) {
+    const ids = cluster.value.nodes.map((n) => n.id).join(", ");
+    return { ok: false, error: `Node ${idText} is not in the cluster (nodes: ${ids})` };
+  }
+  const logLevel = parseLevel(parsed.values["log-level"] ?? "info");
+  if (logLevel === null) {
+    return { ok: false, error: `Unknown log level ${JSON.stringify(parsed.values["log-level"])}` };
+  }
+  let term: number | undefined;
+  if (needTerm) {
+    const t = parsed.values.term;
+    if (t === undefined || !/^\d+$/.test(t) || Number(t) < 1) {
+      return {
+        ok: false,
+        error: `A role process needs --term N (N ≥ 1), got ${JSON.stringify(t)}`,
+      };
+    }
+    term = Number(t);
+  }
+  return {
+    ok: true,
+    value: {
+      cluster: cluster.value,
+      self,
+      clusterFile: parsed.values.cluster,
+      dataDir: parsed.values["data-dir"] ?? ".",
+      logLevel,
+      term,
+    },
+  };
+}

@@ -1,0 +1,241 @@
+// The replication stream between a leader role process and its followers.
+// Text header lines, and for APPEND a body of raw WAL lines, so what crosses
+// the wire is byte for byte what lands in the follower's WAL:
+//
+//   follower → leader   HELLO <nodeId> <term> <lastIndex> <lastTerm>
+//                       ACK <term> <matchIndex> <round>
+//                       NACK <term> <hintIndex> <round>
+//   leader → follower   APPEND <term> <prevIndex> <prevTerm> <leaderCommit> <count> <bytes> <round>
+//                       <bytes of `count` WAL lines>
+//                       ERR <term> <reason…>
+//
+// `round` numbers each APPEND a leader sends; an ACK or NACK echoes it, which
+// lets the leader confirm it still leads after a read arrived (ReadIndex).
+// Pure: callers feed bytes in and get decoded messages out; bad input yields
+// an error value, never an exception.
+
+import { replicationBatchBytesMax, replicationHeaderBytesMax } from "../config/limits.ts";
+
+export type ReplicationMessage =
+  | {
+    readonly kind: "HELLO";
+    readonly nodeId: number;
+    readonly term: number;
+    readonly lastIndex: number;
+    readonly lastTerm: number;
+  }
+  | {
+    readonly kind: "ACK";
+    readonly term: number;
+    readonly matchIndex: number;
+    readonly round: number;
+  }
+  | {
+    readonly kind: "NACK";
+    readonly term: number;
+    readonly hintIndex: number;
+    readonly round: number;
+  }
+  | {
+    readonly kind: "APPEND";
+    readonly term: number;
+    readonly prevIndex: number;
+    readonly prevTerm: number;
+    readonly leaderCommit: number;
+    readonly round: number;
+    /** The WAL lines, each WITHOUT its trailing newline. */
+    readonly lines: readonly Uint8Array[];
+  }
+  | { readonly kind: "ERR"; readonly term: number; readonly reason: string };
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const NL = 0x0a;
+
+export function encodeHello(
+  nodeId: number,
+  term: number,
+  lastIndex: number,
+  lastTerm: number,
+): Uint8Array {
+  return encoder.encode(`HELLO ${nodeId} ${term} ${lastIndex} ${lastTerm}\n`);
+}
+
+export function encodeAck(term: number, matchIndex: number, round: number): Uint8Array {
+  return encoder.encode(`ACK ${term} ${matchIndex} ${round}\n`);
+}
+
+export function encodeNack(term: number, hintIndex: number, round: number): Uint8Array {
+  return encoder.encode(`NACK ${term} ${hintIndex} ${round}\n`);
+}
+
+export function encodeErr(term: number, reason: string): Uint8Array {
+  return encoder.encode(`ERR ${term} ${reason.replace(/[\r\n]/g, " ")}\n`);
+}
+
+/** `lines` are full WAL lines, trailing newline included. */
+export function encodeAppend(
+  term: number,
+  prevIndex: number,
+  prevTerm: number,
+  leaderCommit: number,
+  round: number,
+  lines: readonly Uint8Array[],
+): Uint8Array {
+  let bytes = 0;
+  for (const l of lines) bytes += l.length;
+  const header = encoder.encode(
+    `APPEND ${term} ${prevIndex} ${prevTerm} ${leaderCommit} ${lines.length} ${bytes} ${round}\n`,
+  );
+  const out = new Uint8Array(header.length + bytes);
+  out.set(header, 0);
+  let at = header.length;
+  for (const l of lines) {
+    out.set(l, at);
+    at += l.length;
+  }
+  return out;
+}
+
+export type ParsedReplication =
+  | { readonly kind: "message"; readonly message: ReplicationMessage }
+  | { readonly kind: "incomplete" }
+  | { readonly kind: "error"; readonly message: string };
+
+function nums(parts: string[], from: number, count: number): number[] | null {
+  const out: number[] = [];
+  for (let i = from; i < from + count; i++) {
+    const p = parts[i];
+    if (p === undefined || !/^\d{1,15}$/.test(p)) return null;
+    out.push(Number(p));
+  }
+  return out;
+}
+
+/** Incremental parser for either direction of the stream. */
+export class ReplicationParser {
+  #buf = new Uint8Array(0);
+  #start = 0;
+  #failed: string | null = null;
+  /** A parsed APPEND header waiting for its body. */
+  #pending: { header: number[]; bodyBytes: number; count: number } | null = null;
+
+  push(chunk: Uint8Array): void {
+    const live = this.#buf.length - this.#start;
+    const next = new Uint8Array(live + chunk.length);
+    next.set(this.#buf.subarray(this.#start), 0);
+    next.set(chunk, live);
+    this.#buf = next;
+    this.#start = 0;
+  }
+
+  next(): ParsedReplication {
+    if (this.#failed !== null) return { kind: "error", message: this.#failed };
+    const r = this.#next();
+    if (r.kind === "error") this.#failed = r.message;
+    return r;
+  }
+
+  #next(): ParsedReplication {
+    const buf = this.#buf;
+    if (this.#pending === null) {
+      const nl = buf.indexOf(NL, this.#start);
+      if (nl < 0) {
+        if (buf.length - this.#start > replicationHeaderBytesMax) {
+          return { kind: "error", message: "Replication header line too long" };
+        }
+        return { kind: "incomplete" };
+      }
+      if (nl - this.#start > replicationHeaderBytesMax) {
+        return { kind: "error", message: "Replication header line too long" };
+      }
+      const line = decoder.decode(buf.subarray(this.#start, nl));
+      this.#start = nl + 1;
+      const parts = line.split(" ");
+      switch (parts[0]) {
+        case "HELLO": {
+          const n = nums(parts, 1, 4);
+          if (n === null || parts.length !== 5) return bad(line);
+          const [nodeId, term, lastIndex, lastTerm] = n as [number, number, number, number];
+          return { kind: "message", message: { kind: "HELLO", nodeId, term, lastIndex, lastTerm } };
+        }
+        case "ACK":
+        case "NACK": {
+          const n = nums(parts, 1, 3);
+          if (n === null || parts.length !== 4) return bad(line);
+          const [term, idx, round] = n as [number, number, number];
+          return {
+            kind: "message",
+            message: parts[0] === "ACK"
+              ? { kind: "ACK", term, matchIndex: idx, round }
+              : { kind: "NACK", term, hintIndex: idx, round },
+          };
+        }
+        case "ERR": {
+          const n = nums(parts, 1, 1);
+          if (n === null) return bad(line);
+          return {
+            kind: "message",
+            message: { kind: "ERR", term: n[0]!, reason: parts.slice(2).join(" ") },
+          };
+        }
+        case "APPEND": {
+          const n = nums(parts, 1, 7);
+          if (n === null || parts.length !== 8) return bad(line);
+          const bodyBytes = n[5]!;
+          const count = n[4]!;
+          if (bodyBytes > replicationBatchBytesMax + 64 * 1024 * 1024) {
+            return {
+              kind: "error",
+              message: `Replication batch of ${bodyBytes} bytes is too large`,
+            };
+          }
+          if (count > bodyBytes) return bad(line);
+          this.#pending = { header: n, bodyBytes, count };
+          break;
+        }
+        default:
+          return bad(line);
+      }
+    }
+    const p = this.#pending!;
+    if (this.#buf.length - this.#start < p.bodyBytes) return { kind: "incomplete" };
+    const body = this.#buf.subarray(this.#start, this.#start + p.bodyBytes);
+    this.#start += p.bodyBytes;
+    this.#pending = null;
+    const lines: Uint8Array[] = [];
+    let at = 0;
+    while (at < body.length) {
+      const nl = body.indexOf(NL, at);
+      if (nl < 0) return { kind: "error", message: "APPEND body ends inside a line" };
+      lines.push(body.subarray(at, nl));
+      at = nl + 1;
+    }
+    if (lines.length !== p.count) {
+      return {
+        kind: "error",
+        message: `APPEND announced ${p.count} lines but carried ${lines.length}`,
+      };
+    }
+    const [term, prevIndex, prevTerm, leaderCommit, , , round] = p.header as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    return {
+      kind: "message",
+      message: { kind: "APPEND", term, prevIndex, prevTerm, leaderCommit, round, lines },
+    };
+  }
+}
+
+function bad(line: string): ParsedReplication {
+  return {
+    kind: "error",
+    message: `Malformed replication message: ${JSON.stringify(line.slice(0, 80))}`,
+  };
+}

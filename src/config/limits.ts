@@ -1,0 +1,38 @@
+// Every size and count limit of kvstore in one place, each with its reason.
+// Documented in README.md ("Limits"); change both together. Imported by the
+// codecs (to refuse oversized input before allocating) and by the shells.
+
+/** Longest key. Keys live in memory on every node and in every WAL line. */
+export const keyBytesMax = 64 * 1024;
+
+/** Longest value: large enough for documents and small blobs. */
+export const valueBytesMax = 16 * 1024 * 1024;
+
+/** Most arguments in one RESP command (DEL k1 … kN counts each key). */
+export const argCountMax = 64 * 1024;
+
+/** Longest single bulk string a client may send: a value plus slack. */
+export const bulkBytesMax = valueBytesMax + 1024;
+
+/** Longest inline command line (the plain-text `SET k v` form). */
+export const inlineBytesMax = 64 * 1024;
+
+/** Unanswered requests buffered per client connection before we stop reading
+ * from it (back-pressure, not an error). */
+export const pipelineDepthMax = 4096;
+
+/** Most client connections one port accepts at once; more are refused with an
+ * error reply so a connection flood cannot exhaust file descriptors. */
+export const clientConnectionsMax = 10_000;
+
+/** Bytes of WAL lines the leader puts in one replication message. */
+export const replicationBatchBytesMax = 1024 * 1024;
+
+/** Most entries in one replication message. */
+export const replicationBatchEntriesMax = 4096;
+
+/** Longest replication-protocol header line (not the entries). */
+export const replicationHeaderBytesMax = 1024;
+
+/** Longest control-plane message line between supervisors. */
+export const controlMessageBytesMax = 64 * 1024;

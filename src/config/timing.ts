@@ -1,0 +1,40 @@
+// Every timing constant of kvstore, with its reason. The supervisor's core
+// counts in ticks of `tickMs`; everything else is in milliseconds.
+
+/** Supervisor clock resolution: fine enough for timeouts, cheap to run. */
+export const tickMs = 10;
+
+/** Leader supervisor → peers. Several per election timeout so one lost or
+ * late heartbeat does not trigger an election. */
+export const heartbeatIntervalMs = 100;
+
+/** Randomized per election (Raft §5.2) to split votes rarely. Loaded 2-core
+ * machines stall event loops for tens of ms, so the floor stays well above
+ * the heartbeat interval; failover time is about this plus one round trip. */
+export const electionTimeoutMsMin = 500;
+export const electionTimeoutMsMax = 900;
+
+/** Leader role → followers when idle, carrying the commit index. */
+export const replicationHeartbeatMs = 50;
+
+/** A write or linearizable read not done by then gets -TRYAGAIN (the write
+ * may still commit later: its outcome is unknown to the client). */
+export const requestTimeoutMs = 5000;
+
+/** How long a supervisor waits for its role process to confirm a fence
+ * before killing it: either way, the old role can no longer acknowledge. */
+export const fenceTimeoutMs = 1000;
+
+/** Role process restarts after a crash: first delay, cap, and the count in
+ * `crashLoopWindowMs` that we report as a crash loop. */
+export const restartBackoffMsMin = 100;
+export const restartBackoffMsMax = 5000;
+export const crashLoopWindowMs = 30_000;
+export const crashLoopCount = 5;
+
+/** Follower role reconnect backoff to the leader's replication port. */
+export const reconnectBackoffMsMin = 50;
+export const reconnectBackoffMsMax = 1000;
+
+/** Supervisor → peer control connections: reconnect delay cap. */
+export const peerReconnectMsMax = 1000;

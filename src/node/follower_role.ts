@@ -1,0 +1,332 @@
+// The follower role process (`kvstore follower N`), started by node N's
+// supervisor whenever the node does not lead. It keeps the node's WAL in step
+// with the leader's and serves reads:
+//
+//   replication  connects to the leader its supervisor names, says HELLO with
+//                where its log ends, then appends, fsyncs and acknowledges
+//                the leader's APPEND batches (Raft §5.3), truncating a
+//                divergent uncommitted suffix when the leader's log differs
+//   read         GET from the committed state (may be stale); data commands
+//                that need the leader get -REDIRECT <leaderHost> <clientPort>
+//   client       every data command gets that redirect
+//
+// Sync state machine:
+//
+//   no leader ──leader named──▶ connecting ──HELLO sent──▶ streaming
+//       ▲                          │  ▲ backoff                │
+//       └──────── fenced above ────┴──┴──── connection lost ◀──┘
+//
+// The supervisor fences this process before it adopts a higher term or
+// votes: from then on nothing of an older term is acknowledged, including a
+// batch that was being fsynced when the fence arrived.
+
+import { encodeBulk, encodeError } from "../codec/resp.ts";
+import {
+  encodeAck,
+  encodeHello,
+  encodeNack,
+  type ReplicationMessage,
+  ReplicationParser,
+} from "../codec/replication.ts";
+import { decodeWalLine } from "../codec/wal_line.ts";
+import { findNode, type NodeAddress } from "../config/cluster.ts";
+import { reconnectBackoffMsMax, reconnectBackoffMsMin } from "../config/timing.ts";
+import { type Log, logger, setupLogging } from "../log.ts";
+import { assignTerms, decideAppend } from "../raft/replication.ts";
+import type { NodeOptions } from "../cli/role_args.ts";
+import { startRespServer } from "../net/resp_server.ts";
+import { type DataCommands, makeCommandHandler } from "./commands.ts";
+import { ReplicaState, walPath } from "./replica_state.ts";
+import { sendToSupervisor, watchSupervisor } from "./role_ipc.ts";
+
+export class FollowerRole {
+  readonly #self: NodeAddress;
+  readonly #opts: NodeOptions;
+  readonly #state: ReplicaState;
+  readonly #log: Log;
+  /** The highest term our supervisor has told us about; never acknowledge below it. */
+  #term = 0;
+  #leader: NodeAddress | null = null;
+  /** Bumped whenever the leader or term changes: old connection loops stop. */
+  #generation = 0;
+  #conn: Deno.Conn | null = null;
+  /** False until this process has heard from a leader: before that our
+   * commit index is unknown and reads would wrongly answer "not found". */
+  #heardFromLeader = false;
+
+  constructor(opts: NodeOptions, state: ReplicaState, log: Log) {
+    this.#opts = opts;
+    this.#self = opts.self;
+    this.#state = state;
+    this.#log = log;
+  }
+
+  get position(): { lastIndex: number; lastTerm: number } {
+    return this.#state.log.position;
+  }
+
+  fence(term: number): void {
+    if (term > this.#term) {
+      this.#term = term;
+      if (this.#leader !== null) this.#setLeader(term, null);
+    }
+  }
+
+  /** The supervisor names the leader of `term` (null: none known). */
+  setLeader(term: number, leaderId: number | null): void {
+    if (term < this.#term) return;
+    const leader = leaderId === null ? null : findNode(this.#opts.cluster, leaderId) ?? null;
+    if (term === this.#term && leader?.id === this.#leader?.id) return;
+    this.#setLeader(term, leader);
+  }
+
+  #setLeader(term: number, leader: NodeAddress | null): void {
+    this.#term = term;
+    this.#leader = leader;
+    this.#generation++;
+    try {
+      this.#conn?.close();
+    } catch {
+      // already closed
+    }
+    this.#conn = null;
+    if (leader !== null && leader.id !== this.#self.id) {
+      this.#connectLoop(this.#generation, leader, term);
+    }
+  }
+
+  // ---- client-facing --------------------------------------------------------------
+
+  #redirect(): Uint8Array {
+    const l = this.#leader;
+    if (l === null || l.id === this.#self.id) {
+      return encodeError("TRYAGAIN no leader known yet; an election may be in progress");
+    }
+    return encodeError(`REDIRECT ${l.host} ${l.clientPort}`);
+  }
+
+  get clientData(): DataCommands {
+    return {
+      redisRole: "slave",
+      get: () => this.#redirect(),
+      set: () => this.#redirect(),
+      del: () => this.#redirect(),
+      info: () => this.#info(),
+    };
+  }
+
+  get readData(): DataCommands {
+    return {
+      ...this.clientData,
+      get: (key) => {
+        if (!this.#heardFromLeader) {
+          return encodeError("TRYAGAIN this follower has not heard from a leader since it started");
+        }
+        return encodeBulk(this.#state.kv.get(key) ?? null);
+      },
+    };
+  }
+
+  #info(): string[] {
+    return [
+      `term:${this.#term}`,
+      `master_node:${this.#leader?.id ?? "none"}`,
+      `master_host:${this.#leader?.host ?? ""}`,
+      `master_port:${this.#leader?.clientPort ?? ""}`,
+      `master_link_status:${this.#conn ? "up" : "down"}`,
+      `commit_index:${this.#state.commitIndex}`,
+      `last_index:${this.#state.log.lastIndex}`,
+    ];
+  }
+
+  // ---- replication --------------------------------------------------------------
+
+  async #connectLoop(generation: number, leader: NodeAddress, term: number): Promise<void> {
+    let backoffMs = reconnectBackoffMsMin;
+    while (generation === this.#generation) {
+      this.#log.info(`trying to connect to leader ${leader.host}:${leader.replicationPort}`);
+      let conn: Deno.Conn;
+      try {
+        conn = await Deno.connect({ hostname: leader.host, port: leader.replicationPort });
+      } catch (e) {
+        if (generation !== this.#generation) return;
+        this.#log.warn(`connect failed (${(e as Error).name}), sleeping ${backoffMs} ms`);
+        await new Promise((r) => setTimeout(r, backoffMs));
+        backoffMs = Math.min(backoffMs * 2, reconnectBackoffMsMax);
+        continue;
+      }
+      if (generation !== this.#generation) {
+        conn.close();
+        return;
+      }
+      (conn as Deno.TcpConn).setNoDelay(true);
+      this.#conn = conn;
+      backoffMs = reconnectBackoffMsMin;
+      const pos = this.#state.log.position;
+      try {
+        await writeAll(conn, encodeHello(this.#self.id, term, pos.lastIndex, pos.lastTerm));
+        this.#log.info(`sent HELLO ${pos.lastIndex} (term ${term}) to node ${leader.id}`);
+        await this.#stream(conn, generation, term);
+      } catch (e) {
+        if (generation === this.#generation) {
+          this.#log.warn(`replication connection lost: ${(e as Error).message}`);
+        }
+      } finally {
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+        if (this.#conn === conn) this.#conn = null;
+      }
+      if (generation !== this.#generation) return;
+      await new Promise((r) => setTimeout(r, backoffMs));
+    }
+  }
+
+  /** Reads APPEND batches; every read's worth is appended, fsynced once and
+   * acknowledged once (group commit on the follower side). */
+  async #stream(conn: Deno.Conn, generation: number, term: number): Promise<void> {
+    const parser = new ReplicationParser();
+    const buf = new Uint8Array(256 * 1024);
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) throw new Error("leader closed the connection");
+      if (generation !== this.#generation) return;
+      parser.push(buf.subarray(0, n));
+      let reply: { ack: boolean; index: number; round: number } | null = null;
+      for (;;) {
+        const r = parser.next();
+        if (r.kind === "incomplete") break;
+        if (r.kind === "error") throw new Error(r.message);
+        const out = await this.#onLeaderMessage(r.message, term);
+        if (generation !== this.#generation) return;
+        if (out === null) continue;
+        if (!out.ack) {
+          await writeAll(conn, encodeNack(this.#term, out.index, out.round));
+          reply = null;
+        } else {
+          reply = out;
+        }
+      }
+      if (reply === null) continue;
+      await this.#state.wal.sync();
+      // Fenced while the fsync ran? Then this acknowledgement would count
+      // toward an older term's quorum after our supervisor moved on: refuse.
+      if (generation !== this.#generation || this.#term !== term) return;
+      this.#applyCommit();
+      await writeAll(conn, encodeAck(term, reply.index, reply.round));
+    }
+  }
+
+  #leaderCommit = 0;
+  #matchIndex = 0;
+
+  #applyCommit(): void {
+    // Only what the leader committed and we hold in agreement with it (§5.3).
+    this.#state.commitTo(Math.min(this.#leaderCommit, this.#matchIndex));
+  }
+
+  async #onLeaderMessage(
+    m: ReplicationMessage,
+    term: number,
+  ): Promise<{ ack: boolean; index: number; round: number } | null> {
+    if (m.kind === "ERR") {
+      if (m.term > term) sendToSupervisor({ kind: "higherTerm", term: m.term });
+      throw new Error(`leader refused us: ${m.reason}`);
+    }
+    if (m.kind !== "APPEND") throw new Error(`unexpected ${m.kind} from the leader`);
+    if (m.term !== term) {
+      if (m.term > term) sendToSupervisor({ kind: "higherTerm", term: m.term });
+      // A stale leader learns our term from the NACK and steps down.
+      return { ack: false, index: this.#state.log.lastIndex + 1, round: m.round };
+    }
+    const records = [];
+    for (const line of m.lines) {
+      const d = decodeWalLine(line);
+      if (!d.ok) throw new Error(`bad WAL line from the leader: ${d.error}`);
+      const full = new Uint8Array(line.length + 1);
+      full.set(line);
+      full[line.length] = 0x0a;
+      records.push({ record: d.record, line: full });
+    }
+    const entries = assignTerms(m.prevIndex, m.prevTerm, term, records);
+    if (typeof entries === "string") throw new Error(`bad batch from the leader: ${entries}`);
+    const decision = decideAppend(this.#state.log, m.prevIndex, m.prevTerm, entries);
+    this.#heardFromLeader = true;
+    if (decision.kind === "reject") {
+      return { ack: false, index: decision.hintIndex, round: m.round };
+    }
+    if (decision.truncateFrom !== null) {
+      this.#log.warn(
+        `log diverges from the leader's at ${decision.truncateFrom}: truncating ${
+          this.#state.log.lastIndex - decision.truncateFrom + 1
+        } uncommitted entries`,
+      );
+      await this.#state.truncateFrom(decision.truncateFrom);
+    }
+    if (decision.append.length > 0) this.#state.append(decision.append);
+    this.#matchIndex = decision.matchIndex;
+    this.#leaderCommit = Math.max(this.#leaderCommit, m.leaderCommit);
+    return { ack: true, index: decision.matchIndex, round: m.round };
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < bytes.length) at += await conn.write(bytes.subarray(at));
+}
+
+export async function followerMain(opts: NodeOptions): Promise<number> {
+  setupLogging(opts.logLevel);
+  const log = logger(`node ${opts.self.id}`, "Follower");
+  const self = opts.self;
+  let state: ReplicaState;
+  try {
+    state = await ReplicaState.open(walPath(opts.dataDir, self.id), log);
+  } catch (e) {
+    log.error(`cannot open the WAL: ${(e as Error).message}`);
+    return 3;
+  }
+  const follower = new FollowerRole(opts, state, log);
+  watchSupervisor((m) => {
+    if (m.kind === "fence") {
+      follower.fence(m.term);
+      sendToSupervisor({ kind: "fenced", id: m.id, term: m.term, ...follower.position });
+    } else if (m.kind === "leader") {
+      follower.setLeader(m.term, m.leaderId);
+    }
+  }, () => {
+    log.info("supervisor gone, exiting");
+    Deno.exit(0);
+  });
+  try {
+    startRespServer(
+      self.listenHost,
+      self.clientPort,
+      makeCommandHandler(follower.clientData),
+      log,
+      "client",
+    );
+    startRespServer(
+      self.listenHost,
+      self.readPort,
+      makeCommandHandler(follower.readData),
+      log,
+      "read",
+    );
+    log.info(
+      `Follower: listening reads on ${self.readPort}, redirecting clients on ${self.clientPort}`,
+    );
+  } catch (e) {
+    log.error(`cannot listen: ${(e as Error).message}`);
+    return 4;
+  }
+  sendToSupervisor({ kind: "ready", ...follower.position });
+  Deno.addSignalListener("SIGTERM", () => {
+    log.info("SIGTERM, exiting");
+    Deno.exit(0);
+  });
+  await new Promise(() => {});
+  return 0;
+}

@@ -1,0 +1,561 @@
+// The leader role process (`kvstore leader N --term T`), started by node N's
+// supervisor after it won the election for term T. It owns the node's WAL
+// while it runs and serves three ports:
+//
+//   client       SET/DEL (acknowledged once a quorum has them fsynced),
+//                GET (linearizable: ReadIndex, Raft thesis §6.4)
+//   read         GET from the committed state, like a follower's read port
+//   replication  the WAL stream to the follower role processes
+//
+// It never changes term: when its supervisor moves to a higher term it fences
+// this process, which then exits at once, so a deposed leader can neither
+// acknowledge a write nor answer a read as if it still led.
+//
+// Everything runs on one event loop; the code never awaits between reading
+// the replication state and acting on it, except around WAL syncs, whose
+// completions are re-checked against the current state.
+
+import { encodeBulk, encodeError, encodeInteger } from "../codec/resp.ts";
+import {
+  encodeAppend,
+  encodeErr,
+  type ReplicationMessage,
+  ReplicationParser,
+} from "../codec/replication.ts";
+import { encodeWalLine, type WalRecord } from "../codec/wal_line.ts";
+import type { NodeAddress } from "../config/cluster.ts";
+import { replicationBatchBytesMax, replicationBatchEntriesMax } from "../config/limits.ts";
+import { replicationHeartbeatMs, requestTimeoutMs } from "../config/timing.ts";
+import type { ApplyResult } from "../kv/store.ts";
+import { type Log, logger, setupLogging } from "../log.ts";
+import { commitIndexFor } from "../raft/replication.ts";
+import { invariant, type LogIndex, quorumOf } from "../raft/types.ts";
+import type { NodeOptions } from "../cli/role_args.ts";
+import { type DataCommands, makeCommandHandler, OK, type ReplyBytes } from "./commands.ts";
+import { ReplicaState, walPath } from "./replica_state.ts";
+import { sendToSupervisor, watchSupervisor } from "./role_ipc.ts";
+import { startRespServer } from "../net/resp_server.ts";
+
+/** Entries a follower may be sent ahead of its acknowledgements. */
+const windowEntriesMax = 4 * replicationBatchEntriesMax;
+
+interface FollowerLink {
+  readonly nodeId: number;
+  readonly conn: Deno.Conn;
+  nextIndex: LogIndex;
+  matchIndex: LogIndex;
+  /** Highest APPEND round this follower answered in our term. */
+  answeredRound: number;
+  /** NACKs for rounds below this are for messages sent before the last reset. */
+  resetRound: number;
+  lastSentMs: number;
+  outbox: Uint8Array[];
+  writing: boolean;
+  closed: boolean;
+}
+
+interface WriteWaiter {
+  readonly index: LogIndex;
+  readonly deadlineMs: number;
+  readonly resolve: (r: ApplyResult) => void;
+  readonly reject: (e: Error) => void;
+}
+
+interface ReadWaiter {
+  /** The read may be answered once a quorum answered a round ≥ this one. */
+  readonly round: number;
+  readonly readIndex: LogIndex;
+  readonly deadlineMs: number;
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+}
+
+class TryAgain extends Error {}
+
+export class LeaderRole {
+  readonly #term: number;
+  readonly #self: NodeAddress;
+  readonly #state: ReplicaState;
+  readonly #log: Log;
+  readonly #quorum: number;
+  /** Index of our own TERM marker: reads wait until it is committed (§6.4). */
+  readonly #termStartIndex: LogIndex;
+  #links = new Map<number, FollowerLink>();
+  #round = 0;
+  /** Our own fsynced prefix: the leader's vote in the commit rule. */
+  #durableIndex: LogIndex = 0;
+  #syncing = false;
+  #syncAgain = false;
+  #broadcastScheduled = false;
+  #writes: WriteWaiter[] = [];
+  #reads: ReadWaiter[] = [];
+
+  constructor(term: number, self: NodeAddress, nodeCount: number, state: ReplicaState, log: Log) {
+    this.#term = term;
+    this.#self = self;
+    this.#state = state;
+    this.#log = log;
+    this.#quorum = quorumOf(nodeCount);
+    invariant(
+      state.log.lastTerm <= term,
+      `Log term ${state.log.lastTerm} is above our term ${term}`,
+    );
+    // Raft §8: a new leader commits a no-op of its own term; ours is the WAL's
+    // TERM marker, which also records the term of everything after it.
+    const marker = state.nextEntry(term, { op: "TERM", term }, encodeWalLine);
+    state.append([marker]);
+    this.#termStartIndex = marker.index;
+    this.#scheduleSync();
+  }
+
+  get data(): DataCommands {
+    return {
+      redisRole: "master",
+      get: (key) => this.#linearizableGet(key),
+      set: (key, value) => this.#write([{ op: "SET", key: key.slice(), value: value.slice() }]),
+      del: (keys) => this.#write(keys.map((k) => ({ op: "DEL" as const, key: k.slice() }))),
+      info: () => this.#info(),
+    };
+  }
+
+  /** The read port: committed state, no leadership round trip. */
+  get readData(): DataCommands {
+    const committed = this.#state.kv;
+    return {
+      ...this.data,
+      get: (key) => encodeBulk(committed.get(key) ?? null),
+      set: () => this.#redirectToSelf(),
+      del: () => this.#redirectToSelf(),
+    };
+  }
+
+  #redirectToSelf(): Uint8Array {
+    return encodeError(`REDIRECT ${this.#self.host} ${this.#self.clientPort}`);
+  }
+
+  #info(): string[] {
+    const lines = [
+      `term:${this.#term}`,
+      `commit_index:${this.#state.commitIndex}`,
+      `last_index:${this.#state.log.lastIndex}`,
+      `connected_slaves:${this.#links.size}`,
+    ];
+    for (const l of this.#links.values()) {
+      lines.push(`slave_node${l.nodeId}:match_index=${l.matchIndex}`);
+    }
+    return lines;
+  }
+
+  // ---- writes ---------------------------------------------------------------
+
+  #write(records: DistributiveOmit<WalRecord, "index">[]): ReplyBytes {
+    const entries = records.map((r) => {
+      const e = this.#state.nextEntry(this.#term, r, encodeWalLine);
+      this.#state.append([e]);
+      return e;
+    });
+    const deadlineMs = Date.now() + requestTimeoutMs;
+    const done = entries.map((e) =>
+      new Promise<ApplyResult>((resolve, reject) => {
+        this.#writes.push({ index: e.index, deadlineMs, resolve, reject });
+      })
+    );
+    this.#scheduleSync();
+    this.#scheduleBroadcast();
+    return Promise.all(done).then(
+      (results) => {
+        if (records[0]!.op === "SET") return OK;
+        return encodeInteger(results.filter((r) => r.kind === "del" && r.existed).length);
+      },
+      (e) => encodeError(e instanceof TryAgain ? `TRYAGAIN ${e.message}` : `ERR ${e}`),
+    );
+  }
+
+  #scheduleSync(): void {
+    if (this.#syncing) {
+      this.#syncAgain = true;
+      return;
+    }
+    this.#syncing = true;
+    queueMicrotask(() => this.#syncLoop());
+  }
+
+  async #syncLoop(): Promise<void> {
+    for (;;) {
+      this.#syncAgain = false;
+      const upTo = this.#state.log.lastIndex;
+      try {
+        await this.#state.wal.sync();
+      } catch (e) {
+        // Never acknowledge after a failed fsync: what is on disk is unknown.
+        this.#log.error(`WAL sync failed, stopping the leader role: ${e}`);
+        Deno.exit(70);
+      }
+      this.#durableIndex = Math.max(this.#durableIndex, upTo);
+      this.#advanceCommit();
+      if (!this.#syncAgain) break;
+    }
+    this.#syncing = false;
+  }
+
+  #advanceCommit(): void {
+    const matches = [this.#durableIndex];
+    for (const l of this.#links.values()) matches.push(l.matchIndex);
+    const next = commitIndexFor(
+      matches,
+      this.#quorum,
+      this.#state.log,
+      this.#term,
+      this.#state.commitIndex,
+    );
+    if (next <= this.#state.commitIndex) return;
+    this.#state.commitTo(next, (index, result) => {
+      const w = this.#writes[0];
+      if (w !== undefined && w.index === index) {
+        this.#writes.shift();
+        w.resolve(result);
+      }
+    });
+    this.#checkReads();
+    // Followers apply only what they know is committed: tell them soon.
+    this.#scheduleBroadcast();
+  }
+
+  // ---- linearizable reads (ReadIndex) -------------------------------------------
+
+  #linearizableGet(key: Uint8Array): ReplyBytes {
+    const kv = this.#state.kv;
+    return this.#readBarrier().then(
+      () => encodeBulk(kv.get(key) ?? null),
+      (e) => encodeError(e instanceof TryAgain ? `TRYAGAIN ${e.message}` : `ERR ${e}`),
+    );
+  }
+
+  /** Resolves once a quorum has confirmed our leadership after this call and
+   * the state machine has applied everything committed at this call. */
+  #readBarrier(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#reads.push({
+        round: this.#round + 1,
+        readIndex: Math.max(this.#state.commitIndex, this.#termStartIndex),
+        deadlineMs: Date.now() + requestTimeoutMs,
+        resolve,
+        reject,
+      });
+      if (this.#quorum === 1) this.#checkReads();
+      else this.#scheduleBroadcast();
+    });
+  }
+
+  #confirmedRound(): number {
+    // The quorum-th highest answered round, counting ourselves as answering all.
+    const rounds = [Number.MAX_SAFE_INTEGER];
+    for (const l of this.#links.values()) rounds.push(l.answeredRound);
+    rounds.sort((a, b) => b - a);
+    return rounds[this.#quorum - 1] ?? 0;
+  }
+
+  #checkReads(): void {
+    if (this.#reads.length === 0) return;
+    const confirmed = this.#confirmedRound();
+    const applied = this.#state.lastApplied;
+    this.#reads = this.#reads.filter((r) => {
+      if (r.round <= confirmed && r.readIndex <= applied) {
+        r.resolve();
+        return false;
+      }
+      return true;
+    });
+  }
+
+  // ---- replication --------------------------------------------------------------
+
+  /** Sends pending entries (or an empty APPEND for commit news and read
+   * rounds) to every follower, once per turn of the event loop. */
+  #scheduleBroadcast(): void {
+    if (this.#broadcastScheduled) return;
+    this.#broadcastScheduled = true;
+    queueMicrotask(() => {
+      this.#broadcastScheduled = false;
+      for (const link of this.#links.values()) this.#replicate(link, true);
+    });
+  }
+
+  #replicate(link: FollowerLink, force: boolean): void {
+    if (link.closed) return;
+    const log = this.#state.log;
+    let sent = false;
+    while (
+      link.nextIndex <= log.lastIndex && link.nextIndex - link.matchIndex <= windowEntriesMax
+    ) {
+      const batch = [];
+      let bytes = 0;
+      for (
+        let i = link.nextIndex;
+        i <= log.lastIndex && batch.length < replicationBatchEntriesMax;
+        i++
+      ) {
+        const e = log.entry(i)!;
+        if (batch.length > 0 && bytes + e.line.length > replicationBatchBytesMax) break;
+        batch.push(e.line);
+        bytes += e.line.length;
+      }
+      this.#sendAppend(link, batch);
+      link.nextIndex += batch.length;
+      sent = true;
+    }
+    if (!sent && force) this.#sendAppend(link, []);
+  }
+
+  #sendAppend(link: FollowerLink, lines: Uint8Array[]): void {
+    const prevIndex = link.nextIndex - 1;
+    const prevTerm = this.#state.log.termAt(prevIndex) ?? 0;
+    const round = ++this.#round;
+    link.lastSentMs = Date.now();
+    this.#send(
+      link,
+      encodeAppend(this.#term, prevIndex, prevTerm, this.#state.commitIndex, round, lines),
+    );
+  }
+
+  #send(link: FollowerLink, bytes: Uint8Array): void {
+    link.outbox.push(bytes);
+    if (link.writing) return;
+    link.writing = true;
+    (async () => {
+      try {
+        while (link.outbox.length > 0 && !link.closed) {
+          const parts = link.outbox;
+          link.outbox = [];
+          let n = 0;
+          for (const p of parts) n += p.length;
+          const buf = parts.length === 1 ? parts[0]! : new Uint8Array(n);
+          if (parts.length > 1) {
+            let at = 0;
+            for (const p of parts) {
+              buf.set(p, at);
+              at += p.length;
+            }
+          }
+          let at = 0;
+          while (at < buf.length) at += await link.conn.write(buf.subarray(at));
+        }
+      } catch {
+        this.#dropLink(link);
+      } finally {
+        link.writing = false;
+      }
+    })();
+  }
+
+  #dropLink(link: FollowerLink): void {
+    if (link.closed) return;
+    link.closed = true;
+    try {
+      link.conn.close();
+    } catch {
+      // already closed
+    }
+    if (this.#links.get(link.nodeId) === link) {
+      this.#links.delete(link.nodeId);
+      this.#log.info(`follower node ${link.nodeId} disconnected`);
+    }
+  }
+
+  async serveFollower(conn: Deno.Conn): Promise<void> {
+    const parser = new ReplicationParser();
+    const buf = new Uint8Array(64 * 1024);
+    let link: FollowerLink | null = null;
+    try {
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        parser.push(buf.subarray(0, n));
+        for (;;) {
+          const r = parser.next();
+          if (r.kind === "incomplete") break;
+          if (r.kind === "error") {
+            this.#log.warn(`dropping replication connection: ${r.message}`);
+            throw new Error(r.message);
+          }
+          if (link === null) {
+            link = this.#onHello(conn, r.message);
+            if (link === null) return;
+          } else {
+            this.#onFollowerMessage(link, r.message);
+          }
+        }
+      }
+    } catch {
+      // connection failed; the follower reconnects
+    } finally {
+      if (link) this.#dropLink(link);
+      else {
+        try {
+          conn.close();
+        } catch {
+          // already closed
+        }
+      }
+    }
+  }
+
+  #onHello(conn: Deno.Conn, m: ReplicationMessage): FollowerLink | null {
+    const reject = (reason: string) => {
+      conn.write(encodeErr(this.#term, reason)).catch(() => {});
+      return null;
+    };
+    if (m.kind !== "HELLO") return reject(`expected HELLO, got ${m.kind}`);
+    if (m.term > this.#term) {
+      sendToSupervisor({ kind: "higherTerm", term: m.term });
+      return reject(`node ${m.nodeId} is in term ${m.term}`);
+    }
+    if (m.term < this.#term) return reject(`leader is in term ${this.#term}, not ${m.term}`);
+    const log = this.#state.log;
+    // Start where the follower's log ends if it matches ours there (Log
+    // Matching makes the whole prefix equal); otherwise probe backwards.
+    const matches = log.termAt(m.lastIndex) === m.lastTerm;
+    const nextIndex = matches ? m.lastIndex + 1 : Math.min(m.lastIndex, log.lastIndex) + 1;
+    const old = this.#links.get(m.nodeId);
+    if (old) this.#dropLink(old);
+    const link: FollowerLink = {
+      nodeId: m.nodeId,
+      conn,
+      nextIndex: Math.max(1, nextIndex),
+      matchIndex: 0,
+      answeredRound: 0,
+      resetRound: 0,
+      lastSentMs: 0,
+      outbox: [],
+      writing: false,
+      closed: false,
+    };
+    (conn as Deno.TcpConn).setNoDelay(true);
+    this.#links.set(m.nodeId, link);
+    this.#log.info(
+      `follower node ${m.nodeId} connected (last index ${m.lastIndex}, term ${m.lastTerm})`,
+    );
+    this.#replicate(link, true);
+    return link;
+  }
+
+  #onFollowerMessage(link: FollowerLink, m: ReplicationMessage): void {
+    if (m.kind !== "ACK" && m.kind !== "NACK") {
+      this.#log.warn(`unexpected ${m.kind} from node ${link.nodeId}; dropping it`);
+      return;
+    }
+    if (m.term > this.#term) {
+      // A newer term exists: our supervisor will fence us. Never count this.
+      sendToSupervisor({ kind: "higherTerm", term: m.term });
+      this.#dropLink(link);
+      return;
+    }
+    if (m.term < this.#term) return;
+    link.answeredRound = Math.max(link.answeredRound, m.round);
+    if (m.kind === "ACK") {
+      if (m.matchIndex > this.#state.log.lastIndex) {
+        this.#log.warn(`node ${link.nodeId} acknowledged ${m.matchIndex} beyond our log`);
+        return;
+      }
+      link.matchIndex = Math.max(link.matchIndex, m.matchIndex);
+      if (link.nextIndex <= link.matchIndex) link.nextIndex = link.matchIndex + 1;
+      this.#advanceCommit();
+      this.#checkReads();
+      this.#replicate(link, false);
+    } else {
+      this.#checkReads();
+      if (m.round < link.resetRound) return; // answer to a message sent before the last reset
+      link.nextIndex = Math.max(link.matchIndex + 1, Math.min(m.hintIndex, link.nextIndex - 1), 1);
+      link.resetRound = this.#round + 1;
+      this.#replicate(link, true);
+    }
+  }
+
+  /** Periodic duties: idle heartbeats and request deadlines. */
+  tick(nowMs: number): void {
+    for (const link of this.#links.values()) {
+      if (nowMs - link.lastSentMs >= replicationHeartbeatMs) this.#replicate(link, true);
+    }
+    while (this.#writes.length > 0 && this.#writes[0]!.deadlineMs <= nowMs) {
+      this.#writes.shift()!.reject(
+        new TryAgain(`write not committed within ${requestTimeoutMs} ms; it may still apply`),
+      );
+    }
+    this.#reads = this.#reads.filter((r) => {
+      if (r.deadlineMs > nowMs) return true;
+      r.reject(new TryAgain(`leadership not confirmed within ${requestTimeoutMs} ms`));
+      return false;
+    });
+  }
+
+  get position(): { lastIndex: number; lastTerm: number } {
+    return this.#state.log.position;
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+export async function leaderMain(opts: NodeOptions): Promise<number> {
+  setupLogging(opts.logLevel);
+  const log = logger(`node ${opts.self.id}`, "Leader");
+  const term = opts.term!;
+  const self = opts.self;
+  log.info(`[Leader] ${self.host} ${self.clientPort} term ${term}`);
+  let state: ReplicaState;
+  try {
+    state = await ReplicaState.open(walPath(opts.dataDir, self.id), log);
+  } catch (e) {
+    log.error(`cannot open the WAL: ${(e as Error).message}`);
+    return 3;
+  }
+  const leader = new LeaderRole(term, self, opts.cluster.nodes.length, state, log);
+
+  watchSupervisor((m) => {
+    if (m.kind === "fence") {
+      const pos = leader.position;
+      sendToSupervisor({ kind: "fenced", id: m.id, term: Math.max(m.term, term), ...pos });
+      // A leader lives for exactly one term: once fenced above it, stop at
+      // once, before this event loop could acknowledge anything else.
+      if (m.term > term) Deno.exit(0);
+    }
+  }, () => {
+    log.info("supervisor gone, exiting");
+    Deno.exit(0);
+  });
+
+  try {
+    startRespServer(
+      self.listenHost,
+      self.clientPort,
+      makeCommandHandler(leader.data),
+      log,
+      "client",
+    );
+    log.info(`Leader: listening clients on ${self.clientPort}`);
+    startRespServer(
+      self.listenHost,
+      self.readPort,
+      makeCommandHandler(leader.readData),
+      log,
+      "read",
+    );
+    log.info(`Leader: listening reads on ${self.readPort}`);
+    const repl = Deno.listen({ hostname: self.listenHost, port: self.replicationPort });
+    log.info(`Leader: listening followers on ${self.replicationPort}`);
+    (async () => {
+      for await (const conn of repl) leader.serveFollower(conn);
+    })().catch((e) => log.warn(`replication listener stopped: ${e}`));
+  } catch (e) {
+    log.error(`cannot listen: ${(e as Error).message}`);
+    return 4;
+  }
+  setInterval(() => leader.tick(Date.now()), 10);
+  sendToSupervisor({ kind: "ready", ...leader.position });
+  Deno.addSignalListener("SIGTERM", () => {
+    log.info("SIGTERM, exiting");
+    Deno.exit(0);
+  });
+  // Runs until fenced, signalled or orphaned; those paths exit the process.
+  await new Promise(() => {});
+  return 0;
+}

@@ -1,0 +1,122 @@
+// What every role process holds for its node: the WAL file, the in-memory
+// Raft log mirroring it, the key-value state machine, and the commit and
+// apply positions. The leader and follower roles both build on it; it is the
+// only code that changes the WAL, so the log and the file never disagree.
+//
+// Invariants (checked): lastApplied ≤ commitIndex ≤ log.lastIndex; a
+// committed entry is never truncated; entries are applied once, in order.
+
+import type { WalRecord } from "../codec/wal_line.ts";
+import type { Log } from "../log.ts";
+import { type LogEntry, RaftLog } from "../raft/log.ts";
+import { invariant, type LogIndex } from "../raft/types.ts";
+import { type ApplyResult, KvStore } from "../kv/store.ts";
+import { WalFile } from "../storage/wal_file.ts";
+
+export function walPath(dataDir: string, nodeId: number): string {
+  return `${dataDir.replace(/\/+$/, "") || "."}/node${nodeId}.log`;
+}
+
+export class ReplicaState {
+  readonly wal: WalFile;
+  readonly log: RaftLog;
+  readonly kv = new KvStore();
+  /** Byte offset in the WAL file where entry i starts is offsets[i - 1]. */
+  #offsets: number[];
+  #endOffset: number;
+  #commitIndex: LogIndex = 0;
+  #lastApplied: LogIndex = 0;
+
+  private constructor(wal: WalFile, entries: readonly LogEntry[], offsets: number[], end: number) {
+    this.wal = wal;
+    this.log = new RaftLog(entries);
+    this.#offsets = offsets;
+    this.#endOffset = end;
+  }
+
+  /** Loads the WAL (creating it if missing). A torn tail is cut off with a
+   * WARN; damage before the last line throws, naming the file and line. */
+  static async open(path: string, log: Log): Promise<ReplicaState> {
+    const opened = await WalFile.open(path);
+    if (opened.tornTail !== null) {
+      const t = opened.tornTail;
+      log.warn(
+        `${path}: cut off a torn last line (${t.bytes} bytes at offset ${t.offset}: ${t.reason})`,
+      );
+    }
+    const entries: LogEntry[] = opened.entries.map((e) => ({
+      index: e.index,
+      term: e.term,
+      record: e.record,
+      line: e.line,
+    }));
+    const offsets = opened.entries.map((e) => e.offset);
+    const last = opened.entries.at(-1);
+    const end = last ? last.offset + last.line.length : 0;
+    log.info(`loaded ${path}: ${entries.length} entries, last term ${last?.term ?? 0}`);
+    return new ReplicaState(opened.wal, entries, offsets, end);
+  }
+
+  get commitIndex(): LogIndex {
+    return this.#commitIndex;
+  }
+
+  get lastApplied(): LogIndex {
+    return this.#lastApplied;
+  }
+
+  /** Appends entries to the log and buffers their lines for the WAL; the
+   * caller makes them durable with `wal.sync()` before acknowledging. */
+  append(entries: readonly LogEntry[]): void {
+    const lines: Uint8Array[] = [];
+    for (const e of entries) {
+      this.log.append(e);
+      this.#offsets.push(this.#endOffset);
+      this.#endOffset += e.line.length;
+      lines.push(e.line);
+    }
+    this.wal.append(lines);
+  }
+
+  /** Raft §5.3: drop a conflicting suffix. Only uncommitted entries may go. */
+  async truncateFrom(index: LogIndex): Promise<void> {
+    invariant(
+      index > this.#commitIndex,
+      `Refusing to truncate committed entry ${index} (commitIndex ${this.#commitIndex})`,
+    );
+    if (index > this.log.lastIndex) return;
+    const offset = this.#offsets[index - 1]!;
+    await this.wal.sync();
+    await this.wal.truncate(offset);
+    this.log.truncateFrom(index);
+    this.#offsets.length = index - 1;
+    this.#endOffset = offset;
+  }
+
+  /** Moves the commit index forward (never back) and applies what it covers. */
+  commitTo(index: LogIndex, onApply?: (index: LogIndex, result: ApplyResult) => void): void {
+    const target = Math.min(index, this.log.lastIndex);
+    if (target <= this.#commitIndex) return;
+    this.#commitIndex = target;
+    while (this.#lastApplied < this.#commitIndex) {
+      const i = this.#lastApplied + 1;
+      const entry = this.log.entry(i);
+      invariant(entry !== undefined, `Entry ${i} missing below commitIndex ${this.#commitIndex}`);
+      const result = this.kv.apply(entry.record);
+      this.#lastApplied = i;
+      onApply?.(i, result);
+    }
+  }
+
+  /** Builds the next entry for `record` in `term` (the leader's proposals). */
+  nextEntry(
+    term: number,
+    record: DistributiveOmit<WalRecord, "index">,
+    encode: (r: WalRecord) => Uint8Array,
+  ): LogEntry {
+    const full = { ...record, index: this.log.lastIndex + 1 } as WalRecord;
+    return { index: full.index, term, record: full, line: encode(full) };
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

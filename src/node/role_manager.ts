@@ -1,0 +1,295 @@
+// The supervisor's side of its role process: starts the leader or follower
+// role by re-executing this program, tells it who leads, fences it, restarts
+// it after a crash with backoff, and reports a crash loop loudly.
+//
+//   none ──want──▶ starting ──ready──▶ running ──exit (unasked)──▶ backoff ──▶ starting
+//                                         │
+//                                         └──want other kind──▶ stopping ──exited──▶ starting
+//
+// Fencing is the safety hinge between the two processes: `fence(T)` returns
+// only once the role process can no longer acknowledge anything of a term
+// below T, either because it said so or because it is dead.
+
+import { parseWal } from "../storage/wal_file.ts";
+import {
+  crashLoopCount,
+  crashLoopWindowMs,
+  fenceTimeoutMs,
+  restartBackoffMsMax,
+  restartBackoffMsMin,
+} from "../config/timing.ts";
+import type { Log } from "../log.ts";
+import type { LogPosition } from "../raft/types.ts";
+import { encodeIpc, type FromRole, readIpc, type ToRole } from "./role_ipc.ts";
+import { selfCommand } from "./self_exec.ts";
+
+export type RoleKind = "leader" | "follower";
+
+interface Child {
+  readonly kind: RoleKind;
+  readonly term: number;
+  readonly proc: Deno.ChildProcess;
+  readonly writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly exited: Promise<number>;
+  stopping: boolean;
+  done: boolean;
+}
+
+export interface RoleEvents {
+  /** The role process died without being asked to (kind says which it was). */
+  onUnexpectedExit(kind: RoleKind, code: number): void;
+  onHigherTerm(term: number): void;
+  /** The role cannot start for a reason restarts will not fix (damaged WAL). */
+  onFatal(reason: string): void;
+}
+
+/** Exit codes of role processes that restarts cannot cure. */
+export const exitWalDamaged = 3;
+
+/** Where a WAL file's log ends; throws if the file is damaged. */
+export async function readWalPosition(path: string): Promise<LogPosition> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return { lastIndex: 0, lastTerm: 0 };
+    throw e;
+  }
+  const parsed = parseWal(bytes);
+  if (!parsed.ok) {
+    throw new Error(`WAL file "${path}" is damaged at line ${parsed.lineNumber}: ${parsed.error}`);
+  }
+  const last = parsed.entries.at(-1);
+  return { lastIndex: last?.index ?? 0, lastTerm: last?.term ?? 0 };
+}
+
+export class RoleManager {
+  readonly #baseArgs: string[];
+  readonly #walPath: string;
+  readonly #log: Log;
+  readonly #events: RoleEvents;
+  #child: Child | null = null;
+  #want: { kind: RoleKind; term: number; leaderId: number | null } | null = null;
+  /** Serializes starts, stops and fences. */
+  #ops: Promise<void> = Promise.resolve();
+  #fenceSeq = 0;
+  #fenceWaiters = new Map<number, (m: Extract<FromRole, { kind: "fenced" }>) => void>();
+  /** Highest term the current (or last) role process is fenced at. */
+  #fencedTerm = 0;
+  #crashTimesMs: number[] = [];
+  #backoffMs = restartBackoffMsMin;
+  #lastPosition: LogPosition = { lastIndex: 0, lastTerm: 0 };
+  #shuttingDown = false;
+  #restartTimer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(baseArgs: string[], walPath: string, log: Log, events: RoleEvents) {
+    this.#baseArgs = baseArgs;
+    this.#walPath = walPath;
+    this.#log = log;
+    this.#events = events;
+  }
+
+  get fencedTerm(): number {
+    return this.#fencedTerm;
+  }
+
+  get runningKind(): RoleKind | null {
+    return this.#child && !this.#child.done ? this.#child.kind : null;
+  }
+
+  /** Where the node's log ends, read from the WAL file (role not running). */
+  diskPosition(): Promise<LogPosition> {
+    return readWalPosition(this.#walPath);
+  }
+
+  /** Declares which role should run; starts, stops or informs as needed. */
+  want(kind: RoleKind, term: number, leaderId: number | null): void {
+    this.#want = { kind, term, leaderId };
+    this.#enqueue(() => this.#reconcile());
+  }
+
+  /** Returns once the role can no longer acknowledge anything below `term`,
+   * with where the log ends at that moment. */
+  fence(term: number): Promise<LogPosition> {
+    let result: LogPosition = this.#lastPosition;
+    const done = this.#enqueue(async () => {
+      result = await this.#fenceNow(term);
+    });
+    return done.then(() => result);
+  }
+
+  async stop(): Promise<void> {
+    this.#shuttingDown = true;
+    if (this.#restartTimer !== null) clearTimeout(this.#restartTimer);
+    await this.#enqueue(() => this.#stopChild("SIGTERM"));
+  }
+
+  #enqueue(op: () => Promise<void>): Promise<void> {
+    const next = this.#ops.then(op, op);
+    this.#ops = next.catch((e) => this.#log.error(`role manager: ${(e as Error).message}`));
+    return next;
+  }
+
+  async #fenceNow(term: number): Promise<LogPosition> {
+    this.#fencedTerm = Math.max(this.#fencedTerm, term);
+    const child = this.#child;
+    if (child === null || child.done) {
+      this.#lastPosition = await this.diskPosition();
+      return this.#lastPosition;
+    }
+    const id = ++this.#fenceSeq;
+    const reply = new Promise<Extract<FromRole, { kind: "fenced" }> | null>((resolve) => {
+      this.#fenceWaiters.set(id, resolve);
+      setTimeout(() => resolve(null), fenceTimeoutMs);
+      child.exited.then(() => resolve(null));
+    });
+    this.#send(child, { kind: "fence", id, term });
+    const r = await reply;
+    this.#fenceWaiters.delete(id);
+    if (r !== null) {
+      if (child.kind === "leader" && term > child.term) {
+        // A leader lives for one term; it exits after answering. Wait, so its
+        // ports are free for the follower role that comes next.
+        child.stopping = true;
+        await child.exited;
+      }
+      this.#lastPosition = { lastIndex: r.lastIndex, lastTerm: r.lastTerm };
+      return this.#lastPosition;
+    }
+    if (!child.done) {
+      this.#log.warn(`role process did not confirm the fence in ${fenceTimeoutMs} ms, killing it`);
+      await this.#stopChild("SIGKILL");
+    }
+    this.#lastPosition = await this.diskPosition();
+    return this.#lastPosition;
+  }
+
+  async #reconcile(): Promise<void> {
+    const want = this.#want;
+    if (want === null || this.#shuttingDown) return;
+    const child = this.#child;
+    if (child !== null && !child.done) {
+      if (child.kind === want.kind && (want.kind === "follower" || child.term === want.term)) {
+        if (want.kind === "follower") {
+          this.#send(child, { kind: "leader", term: want.term, leaderId: want.leaderId });
+        }
+        return;
+      }
+      await this.#stopChild("SIGTERM");
+    }
+    if (this.#restartTimer !== null) return; // a backoff restart is pending
+    this.#start(want.kind, want.term, want.leaderId);
+  }
+
+  #start(kind: RoleKind, term: number, leaderId: number | null): void {
+    const args = [kind, ...this.#baseArgs];
+    if (kind === "leader") args.push("--term", String(term));
+    const { cmd, args: full } = selfCommand(args);
+    const proc = new Deno.Command(cmd, {
+      args: full,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const writer = proc.stdin.getWriter();
+    const child: Child = {
+      kind,
+      term,
+      proc,
+      writer,
+      exited: proc.status.then((s) => s.code),
+      stopping: false,
+      done: false,
+    };
+    this.#child = child;
+    this.#log.info(
+      `started ${kind} role process pid ${proc.pid}${kind === "leader" ? ` for term ${term}` : ""}`,
+    );
+    if (kind === "follower") {
+      // Fence the new process at the term we are already in before anything else.
+      this.#send(child, { kind: "fence", id: 0, term: Math.max(term, this.#fencedTerm) });
+      this.#send(child, { kind: "leader", term, leaderId });
+    }
+    this.#readFrom(child);
+    child.exited.then((code) => this.#onExit(child, code));
+  }
+
+  async #readFrom(child: Child): Promise<void> {
+    try {
+      for await (const item of readIpc(child.proc.stdout)) {
+        if (!item.ok) {
+          this.#log.warn(
+            `role process wrote a malformed line: ${JSON.stringify(item.line.slice(0, 80))}`,
+          );
+          continue;
+        }
+        const m = item.value as FromRole;
+        if (m.kind === "fenced") this.#fenceWaiters.get(m.id)?.(m);
+        else if (m.kind === "higherTerm") this.#events.onHigherTerm(m.term);
+        else if (m.kind === "ready") {
+          this.#lastPosition = { lastIndex: m.lastIndex, lastTerm: m.lastTerm };
+        }
+      }
+    } catch {
+      // pipe closed with the process
+    }
+  }
+
+  #send(child: Child, m: ToRole): void {
+    if (child.done) return;
+    child.writer.write(encodeIpc(m)).catch(() => {});
+  }
+
+  async #stopChild(signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+    const child = this.#child;
+    if (child === null || child.done) return;
+    child.stopping = true;
+    try {
+      child.proc.kill(signal);
+    } catch {
+      // already gone
+    }
+    const timer = setTimeout(() => {
+      try {
+        child.proc.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    }, 2000);
+    await child.exited;
+    clearTimeout(timer);
+  }
+
+  #onExit(child: Child, code: number): void {
+    child.done = true;
+    child.writer.close().catch(() => {});
+    if (this.#child !== child) return;
+    if (child.stopping || this.#shuttingDown) {
+      this.#log.info(`${child.kind} role process pid ${child.proc.pid} exited (${code})`);
+      return;
+    }
+    this.#log.warn(`${child.kind} role process pid ${child.proc.pid} died with code ${code}`);
+    if (code === exitWalDamaged) {
+      this.#events.onFatal(`the ${child.kind} role cannot open the WAL ${this.#walPath}`);
+      return;
+    }
+    const now = Date.now();
+    this.#crashTimesMs = this.#crashTimesMs.filter((t) => now - t < crashLoopWindowMs);
+    this.#crashTimesMs.push(now);
+    if (this.#crashTimesMs.length >= crashLoopCount) {
+      this.#log.error(
+        `CRASH LOOP: role process died ${this.#crashTimesMs.length} times in ${
+          crashLoopWindowMs / 1000
+        } s; restarting with ${this.#backoffMs} ms backoff`,
+      );
+      this.#backoffMs = Math.min(this.#backoffMs * 2, restartBackoffMsMax);
+    } else {
+      this.#backoffMs = restartBackoffMsMin;
+    }
+    this.#events.onUnexpectedExit(child.kind, code);
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = null;
+      this.#enqueue(() => this.#reconcile());
+    }, this.#backoffMs);
+  }
+}

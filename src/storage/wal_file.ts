@@ -1,0 +1,450 @@
+// The node's write-ahead log on disk (`nodeN.log`): parse it at start-up,
+// append encoded lines, make them durable with group commit, and cut a
+// conflicting suffix (Raft §5.3). The node's log store calls it; the Raft core
+// never does. `parseWal` is pure and also serves tools and tests.
+//
+// It must not acknowledge anything it has not fdatasync'ed: once a write or
+// fsync fails the WalFile is failed for good, because after a failed fsync
+// the kernel may have dropped the dirty pages and a retry could report
+// success for bytes that are gone. The process should crash and reopen.
+//
+// It works on bytes and lines only; which entries to append or cut is the
+// caller's decision (it knows terms and commit index, this file does not).
+//
+// Flushes and truncates run one at a time, in call order, on one queue:
+//
+//   sync() ──▶ pending lines? ── no ──▶ wait for the flush holding our bytes
+//                  │ yes
+//                  ▼
+//        a flush queued, not started? ── yes ──▶ join it (group commit)
+//                  │ no
+//                  ▼
+//        queue a flush: when it starts it takes ALL pending lines, writes
+//        them, fdatasyncs ── throws ──▶ failed (final: every call throws)
+
+import { decodeWalLine, type WalRecord } from "../codec/wal_line.ts";
+
+export interface WalEntry {
+  readonly index: number; // == seq
+  readonly term: number; // the term of the nearest TERM line at or before it
+  readonly record: WalRecord;
+  readonly offset: number; // byte offset of the line start in the file
+  readonly line: Uint8Array; // exact bytes of the line including "\n"
+}
+
+export interface TornTail {
+  readonly offset: number;
+  readonly bytes: number;
+  readonly reason: string;
+}
+
+export type ParseWalResult =
+  | { ok: true; entries: WalEntry[]; validBytes: number; tornTail: TornTail | null }
+  | { ok: false; error: string; lineNumber: number };
+
+const LF = 0x0a;
+
+/** Most bytes handed to one write() call. Pending lines are concatenated so a
+ * group commit is one syscall, but a backlog of many megabytes is not copied
+ * into one huge buffer just to save a few syscalls. */
+const writeBytesMax = 8 * 1024 * 1024;
+
+/**
+ * Parses a whole WAL file. Pure. Records are fresh copies; each entry's `line`
+ * is a view into `bytes`, so do not modify `bytes` while the entries live.
+ *
+ * A crash during an unsynced append can leave the last line cut short, or
+ * leave zero bytes where the file grew before its data reached the disk. Such
+ * a last line is reported as `tornTail` (never acknowledged, safe to drop).
+ * Anything wrong before the last line cannot come from a torn append, so it is
+ * damage and needs an operator, not a silent repair.
+ */
+export function parseWal(bytes: Uint8Array): ParseWalResult {
+  const entries: WalEntry[] = [];
+  let term = 0;
+  let offset = 0;
+  let lineNumber = 0;
+  while (offset < bytes.length) {
+    lineNumber++;
+    const newline = bytes.indexOf(LF, offset);
+    const lineEnd = newline < 0 ? bytes.length : newline;
+    const isLast = newline < 0 || newline + 1 === bytes.length;
+    const content = bytes.subarray(offset, lineEnd);
+    const torn = (reason: string): ParseWalResult => ({
+      ok: true,
+      entries,
+      validBytes: offset,
+      tornTail: { offset, bytes: bytes.length - offset, reason },
+    });
+
+    if (isLast && isAllZero(content)) {
+      return torn(`Last line is ${content.length} zero bytes (file grew, data never written)`);
+    }
+    if (newline < 0) {
+      return torn(`Last line has no newline (torn write of ${content.length} bytes)`);
+    }
+
+    const decoded = decodeWalLine(content);
+    if (!decoded.ok) {
+      // A torn multi-page append can persist the page holding the final "\n"
+      // but not the page before it; only the last line can be such garbage.
+      if (isLast) return torn(`Last line is undecodable: ${decoded.error}`);
+      return { ok: false, error: decoded.error, lineNumber };
+    }
+    const record = decoded.record;
+
+    // Sequence and term order: these are decodable lines in the wrong place,
+    // which a torn write cannot produce, so they are damage even on the last line.
+    const expectedIndex = entries.length + 1;
+    if (record.index !== expectedIndex) {
+      return {
+        ok: false,
+        error: `Seq ${record.index} out of sequence, expected ${expectedIndex}`,
+        lineNumber,
+      };
+    }
+    if (record.op === "TERM") {
+      if (record.term < term) {
+        return {
+          ok: false,
+          error: `Term ${record.term} is lower than the preceding term ${term}`,
+          lineNumber,
+        };
+      }
+      term = record.term;
+    } else if (term === 0) {
+      return {
+        ok: false,
+        error: `First entry is ${record.op}, expected TERM`,
+        lineNumber,
+      };
+    }
+
+    const next = newline + 1;
+    entries.push({ index: record.index, term, record, offset, line: bytes.subarray(offset, next) });
+    offset = next;
+  }
+  return { ok: true, entries, validBytes: offset, tornTail: null };
+}
+
+function isAllZero(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
+}
+
+/** The WAL on disk is damaged before its last line; the node must not start on it. */
+export class WalDamagedError extends Error {
+  readonly path: string;
+  readonly lineNumber: number;
+
+  constructor(path: string, lineNumber: number, detail: string) {
+    super(`WAL file "${path}" is damaged at line ${lineNumber}: ${detail}`);
+    this.name = "WalDamagedError";
+    this.path = path;
+    this.lineNumber = lineNumber;
+  }
+}
+
+/** The part of Deno.FsFile that WalFile writes through. */
+export type WalFileHandle = Pick<Deno.FsFile, "write" | "syncData" | "truncate" | "close">;
+
+export interface WalOpenOptions {
+  /** Test seam: wraps the opened file, e.g. to make syncData fail. */
+  readonly wrapHandle?: (file: Deno.FsFile) => WalFileHandle;
+}
+
+export class WalFile {
+  readonly path: string;
+  readonly #file: WalFileHandle;
+
+  // Lines appended but not yet claimed by a flush, and their size. A flush
+  // claims ALL of them when it starts, or earlier when a truncate() call seals
+  // it (so lines appended after that call land after the cut).
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+
+  // Durability, counted in appended bytes (not file positions, so a truncate
+  // leaves them alone). Invariant: #durableBytes ≤ #claimedBytes ≤ #appendedBytes.
+  #appendedBytes = 0;
+  #claimedBytes = 0;
+  #durableBytes = 0;
+
+  /** File length once every claimed write and every truncate called so far
+   * has been carried out. Updated in call order, so the next appended line
+   * always starts at #sizeBytes + #pendingBytes. */
+  #sizeBytes: number;
+
+  // Flushes and truncates run one at a time in call order, so a truncate
+  // never races a write. #queueTail settles when the last queued one does.
+  #queueTail: Promise<void> = Promise.resolve();
+  /** A flush queued and not yet claiming lines: a sync() may join it. */
+  #openFlush: Flush | null = null;
+  /** The most recently queued flush; it holds any bytes no longer pending. */
+  #lastFlush: Promise<void> = Promise.resolve();
+  #failure: unknown = null;
+  #closed = false;
+
+  private constructor(path: string, file: WalFileHandle, sizeBytes: number) {
+    this.path = path;
+    this.#file = file;
+    this.#sizeBytes = sizeBytes;
+  }
+
+  /**
+   * Opens (creating if missing) and parses the WAL at `path`. A torn tail is
+   * cut off and the cut made durable before returning; the caller logs it.
+   * Throws WalDamagedError if the file is damaged before its last line.
+   */
+  static async open(
+    path: string,
+    options: WalOpenOptions = {},
+  ): Promise<{ wal: WalFile; entries: WalEntry[]; tornTail: TornTail | null }> {
+    // Append mode: every write lands at the current end of file, including
+    // after truncate() moved that end, so there is no file position to manage.
+    let created = false;
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true, append: true, createNew: true });
+      created = true;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      file = await Deno.open(path, { read: true, append: true });
+    }
+
+    const handle = options.wrapHandle ? options.wrapHandle(file) : file;
+    try {
+      if (created) await syncParentDirectory(path);
+      const bytes = await readAll(file);
+      const parsed = parseWal(bytes);
+      if (!parsed.ok) throw new WalDamagedError(path, parsed.lineNumber, parsed.error);
+      if (parsed.tornTail !== null) {
+        await handle.truncate(parsed.validBytes);
+        await handle.syncData();
+      }
+      const wal = new WalFile(path, handle, parsed.validBytes);
+      return { wal, entries: parsed.entries, tornTail: parsed.tornTail };
+    } catch (error) {
+      handle.close();
+      throw error;
+    }
+  }
+
+  /** File length once every write and truncate called so far is done; the
+   * next appended line will start at `sizeBytes + pendingBytes`. */
+  get sizeBytes(): number {
+    return this.#sizeBytes;
+  }
+
+  /** Bytes appended that no sync() has yet taken on. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /**
+   * Buffers encoded lines, in order; nothing reaches the file until sync().
+   * The arrays are kept by reference: do not modify them afterwards.
+   */
+  append(lines: readonly Uint8Array[]): void {
+    this.#assertUsable();
+    for (const line of lines) {
+      // A line without its "\n" would merge with the next one on disk.
+      if (line.length === 0 || line[line.length - 1] !== LF) {
+        throw new Error(`WAL line must end with "\\n", got ${line.length} bytes without`);
+      }
+    }
+    for (const line of lines) {
+      this.#pending.push(line);
+      this.#pendingBytes += line.length;
+      this.#appendedBytes += line.length;
+    }
+  }
+
+  /**
+   * Makes every line appended before this call durable (write + fdatasync).
+   * Calls made while a flush is in flight share the next flush, which writes
+   * everything buffered by the time it starts (group commit). Rejects, and
+   * fails the WalFile for good, if a write or fsync fails.
+   */
+  async sync(): Promise<void> {
+    this.#assertUsable();
+    if (this.#durableBytes >= this.#appendedBytes) return;
+    if (this.#openFlush !== null) return await this.#openFlush.done;
+    // Nothing pending: our bytes were claimed by the latest flush.
+    if (this.#pendingBytes === 0) return await this.#lastFlush;
+    const flush = new Flush();
+    flush.done = this.#enqueue(() => this.#flush(flush));
+    this.#openFlush = flush;
+    this.#lastFlush = flush.done;
+    await flush.done;
+  }
+
+  /**
+   * Drops every byte from `offset` on and makes that durable. Lines appended
+   * before must be covered by a sync() (awaited or not); otherwise they would
+   * sit on the wrong side of the cut. The cut happens after those flushes;
+   * lines appended after this call are written after the cut.
+   */
+  async truncate(offset: number): Promise<void> {
+    this.#assertUsable();
+    if (this.#pendingBytes !== 0 && this.#openFlush === null) {
+      throw new Error(`Cannot truncate WAL with ${this.#pendingBytes} pending bytes; sync first`);
+    }
+    const sizeBeforeBytes = this.#sizeBytes + this.#pendingBytes;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > sizeBeforeBytes) {
+      // Past the end, ftruncate would pad with zeros: refuse (a caller bug).
+      throw new RangeError(`Truncate offset ${offset} is outside the WAL (0..${sizeBeforeBytes})`);
+    }
+    if (this.#openFlush !== null) this.#claim(this.#openFlush);
+    this.#sizeBytes = offset;
+    await this.#enqueue(async () => {
+      await this.#file.truncate(offset);
+      await this.#file.syncData();
+    });
+  }
+
+  /** Closes the file. Pending lines are dropped: they were never acknowledged. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#file.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #assertUsable(): void {
+    if (this.#failure !== null) {
+      throw new Error(`WAL file "${this.path}" failed earlier and is unusable`, {
+        cause: this.#failure,
+      });
+    }
+    if (this.#closed) throw new Error(`WAL file "${this.path}" is closed`);
+  }
+
+  /**
+   * Runs `operation` after every operation queued before it. A failure makes
+   * the WalFile failed, and operations still queued then fail without I/O.
+   */
+  #enqueue(operation: () => Promise<void>): Promise<void> {
+    const run = async (): Promise<void> => {
+      this.#assertUsable();
+      try {
+        await operation();
+      } catch (error) {
+        this.#failure ??= error;
+        throw error;
+      }
+    };
+    const result = this.#queueTail.then(run);
+    // The tail only orders operations; each caller gets errors via `result`.
+    this.#queueTail = result.catch(() => {});
+    return result;
+  }
+
+  /** Moves every pending line into `flush`; no later sync() can join it. */
+  #claim(flush: Flush): void {
+    if (this.#openFlush === flush) this.#openFlush = null;
+    flush.lines = this.#pending;
+    flush.bytes = this.#pendingBytes;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#claimedBytes += flush.bytes;
+    flush.coversAppendedBytes = this.#claimedBytes;
+    this.#sizeBytes += flush.bytes;
+  }
+
+  async #flush(flush: Flush): Promise<void> {
+    if (this.#openFlush === flush) this.#claim(flush);
+    for (const chunk of batches(flush.lines, writeBytesMax)) await writeAll(this.#file, chunk);
+    await this.#file.syncData();
+    // Flushes run in claim order, so durability only ever moves forward.
+    if (flush.coversAppendedBytes < this.#durableBytes) {
+      throw new Error(
+        `Bug: flush covering ${flush.coversAppendedBytes} bytes finished after ${this.#durableBytes}`,
+      );
+    }
+    this.#durableBytes = flush.coversAppendedBytes;
+  }
+}
+
+/** One group commit: the lines it writes are fixed when it claims them. */
+class Flush {
+  done: Promise<void> = Promise.resolve();
+  lines: readonly Uint8Array[] = [];
+  bytes = 0;
+  /** #claimedBytes right after the claim: durable up to here once done. */
+  coversAppendedBytes = 0;
+}
+
+/** Groups lines into buffers of at most `bytesMax` (a longer line goes alone). */
+function* batches(lines: readonly Uint8Array[], bytesMax: number): Generator<Uint8Array> {
+  let i = 0;
+  while (i < lines.length) {
+    let j = i;
+    let size = 0;
+    while (j < lines.length && (j === i || size + lines[j]!.length <= bytesMax)) {
+      size += lines[j]!.length;
+      j++;
+    }
+    if (j - i === 1) {
+      yield lines[i]!;
+    } else {
+      const buffer = new Uint8Array(size);
+      let w = 0;
+      for (let k = i; k < j; k++) {
+        buffer.set(lines[k]!, w);
+        w += lines[k]!.length;
+      }
+      yield buffer;
+    }
+    i = j;
+  }
+}
+
+async function writeAll(file: WalFileHandle, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    const n = await file.write(bytes.subarray(written));
+    if (n <= 0) throw new Error(`WAL write made no progress after ${written} bytes`);
+    written += n;
+  }
+}
+
+async function readAll(file: Deno.FsFile): Promise<Uint8Array> {
+  // One spare byte lets the read that reports end of file find room without
+  // doubling the buffer; the loop still copes with a file that grew.
+  const { size } = await file.stat();
+  let buffer = new Uint8Array(size + 1);
+  let length = 0;
+  for (;;) {
+    if (length === buffer.length) {
+      const grown = new Uint8Array(buffer.length * 2);
+      grown.set(buffer);
+      buffer = grown;
+    }
+    const n = await file.read(buffer.subarray(length));
+    if (n === null) break;
+    length += n;
+  }
+  return buffer.subarray(0, length);
+}
+
+/**
+ * A new file's directory entry is metadata of the directory, which fdatasync
+ * on the file does not cover; without this a crash could lose the whole WAL,
+ * acknowledged entries included.
+ */
+async function syncParentDirectory(path: string): Promise<void> {
+  if (Deno.build.os === "windows") return; // directories cannot be opened for fsync there
+  const slash = path.lastIndexOf("/");
+  const directory = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+  const dir = await Deno.open(directory, { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
+}

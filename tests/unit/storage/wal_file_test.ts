@@ -1,0 +1,508 @@
+// Unit tests of the WAL file (src/storage/wal_file.ts): parseWal on crafted
+// byte strings (terms, torn tails, damage), and WalFile against real files in
+// a temporary directory (persistence, group commit, truncate, failed fsync).
+
+import assert from "node:assert/strict";
+import { encodeWalLine, type WalRecord } from "../../../src/codec/wal_line.ts";
+import {
+  parseWal,
+  WalDamagedError,
+  WalFile,
+  type WalFileHandle,
+} from "../../../src/storage/wal_file.ts";
+
+const utf8 = new TextEncoder();
+const text = (s: string): Uint8Array => utf8.encode(s);
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
+  let w = 0;
+  for (const p of parts) {
+    out.set(p, w);
+    w += p.length;
+  }
+  return out;
+}
+
+const term = (index: number, t: number): Uint8Array =>
+  encodeWalLine({ op: "TERM", index, term: t });
+const set = (index: number, key: string, value: string): Uint8Array =>
+  encodeWalLine({ op: "SET", index, key: text(key), value: text(value) });
+const del = (index: number, key: string): Uint8Array =>
+  encodeWalLine({ op: "DEL", index, key: text(key) });
+
+/** The example file from the format description. */
+const exampleLines = [
+  term(1, 1),
+  set(2, "user01", "Kaspa"),
+  set(3, "city", "Vilnius"),
+  del(4, "user01"),
+];
+
+async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "kvstore_wal_test_" });
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function damage(bytes: Uint8Array): { error: string; lineNumber: number } {
+  const parsed = parseWal(bytes);
+  assert.ok(!parsed.ok, "expected damage");
+  return { error: parsed.error, lineNumber: parsed.lineNumber };
+}
+
+// ---- parseWal --------------------------------------------------------------
+
+Deno.test("parseWal: an empty file is an empty log", () => {
+  assert.deepEqual(parseWal(new Uint8Array()), {
+    ok: true,
+    entries: [],
+    validBytes: 0,
+    tornTail: null,
+  });
+});
+
+Deno.test("parseWal: each entry's term is that of the nearest TERM line at or before it", () => {
+  const lines = [...exampleLines, term(5, 3), set(6, "a", "b"), term(7, 3), del(8, "a")];
+  const bytes = concat(lines);
+  const parsed = parseWal(bytes);
+  assert.ok(parsed.ok);
+  assert.equal(parsed.tornTail, null);
+  assert.equal(parsed.validBytes, bytes.length);
+  assert.deepEqual(parsed.entries.map((e) => [e.index, e.term]), [
+    [1, 1],
+    [2, 1],
+    [3, 1],
+    [4, 1],
+    [5, 3],
+    [6, 3],
+    [7, 3],
+    [8, 3],
+  ]);
+  let offset = 0;
+  for (const [i, entry] of parsed.entries.entries()) {
+    assert.equal(entry.offset, offset);
+    assert.deepEqual(entry.line, lines[i]);
+    offset += entry.line.length;
+  }
+  const third = parsed.entries[2]!.record;
+  assert.deepEqual(third, { op: "SET", index: 3, key: text("city"), value: text("Vilnius") });
+});
+
+Deno.test("parseWal: a last line without its newline is a torn tail", () => {
+  const good = concat(exampleLines);
+  const bytes = concat([good, text("5\tSET\tha")]);
+  const parsed = parseWal(bytes);
+  assert.ok(parsed.ok);
+  assert.equal(parsed.entries.length, 4);
+  assert.equal(parsed.validBytes, good.length);
+  assert.equal(parsed.tornTail?.offset, good.length);
+  assert.equal(parsed.tornTail?.bytes, 8);
+  assert.match(parsed.tornTail.reason, /no newline/);
+});
+
+Deno.test("parseWal: a complete-looking last line without its newline is still torn", () => {
+  // "5\tDEL\tcity" decodes, but the value could have been cut short.
+  const good = concat(exampleLines);
+  const parsed = parseWal(concat([good, text("5\tDEL\tcity")]));
+  assert.ok(parsed.ok);
+  assert.equal(parsed.entries.length, 4);
+  assert.equal(parsed.validBytes, good.length);
+});
+
+Deno.test("parseWal: trailing zero bytes (file grew, data lost) are a torn tail", () => {
+  const good = concat(exampleLines);
+  for (const tail of [new Uint8Array(4096), new Uint8Array([0, 0, 0, 0x0a])]) {
+    const parsed = parseWal(concat([good, tail]));
+    assert.ok(parsed.ok);
+    assert.equal(parsed.validBytes, good.length);
+    assert.equal(parsed.tornTail?.bytes, tail.length);
+    assert.match(parsed.tornTail.reason, /zero bytes/);
+  }
+});
+
+Deno.test("parseWal: an undecodable last line is a torn tail", () => {
+  const good = concat(exampleLines);
+  // Zeros then the end of a line: the page before the final "\n" never landed.
+  const garbage = concat([new Uint8Array(10), text("lue\n")]);
+  const parsed = parseWal(concat([good, garbage]));
+  assert.ok(parsed.ok);
+  assert.equal(parsed.entries.length, 4);
+  assert.equal(parsed.validBytes, good.length);
+  assert.deepEqual(parsed.tornTail, {
+    offset: good.length,
+    bytes: garbage.length,
+    reason:
+      'Last line is undecodable: Invalid seq "\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00lue"',
+  });
+});
+
+Deno.test("parseWal: an undecodable line before the last is damage, with its line number", () => {
+  const bytes = concat([exampleLines[0]!, exampleLines[1]!, text("3\tSETX\tk\tv\n"), del(4, "k")]);
+  assert.deepEqual(damage(bytes), { error: 'Unknown op "SETX"', lineNumber: 3 });
+  // Zero bytes in the middle are damage too, not a torn tail.
+  const zeros = concat([exampleLines[0]!, new Uint8Array([0, 0, 0x0a]), set(2, "k", "v")]);
+  assert.equal(damage(zeros).lineNumber, 2);
+});
+
+Deno.test("parseWal: a seq gap or repeat is damage, even on the last line", () => {
+  const gap = concat([term(1, 1), set(2, "a", "1"), set(4, "b", "2"), set(5, "c", "3")]);
+  assert.deepEqual(damage(gap), { error: "Seq 4 out of sequence, expected 3", lineNumber: 3 });
+  const repeat = concat([term(1, 1), set(2, "a", "1"), set(2, "a", "1")]);
+  assert.deepEqual(damage(repeat), { error: "Seq 2 out of sequence, expected 3", lineNumber: 3 });
+  const notFromOne = concat([term(2, 1)]);
+  assert.deepEqual(damage(notFromOne), {
+    error: "Seq 2 out of sequence, expected 1",
+    lineNumber: 1,
+  });
+});
+
+Deno.test("parseWal: the first entry must be a TERM line", () => {
+  assert.deepEqual(damage(concat([set(1, "a", "1"), term(2, 1)])), {
+    error: "First entry is SET, expected TERM",
+    lineNumber: 1,
+  });
+});
+
+Deno.test("parseWal: a term lower than an earlier TERM line is damage; an equal one is fine", () => {
+  const lower = concat([term(1, 5), set(2, "a", "1"), term(3, 4), set(4, "b", "2")]);
+  assert.deepEqual(damage(lower), {
+    error: "Term 4 is lower than the preceding term 5",
+    lineNumber: 3,
+  });
+  const equal = parseWal(concat([term(1, 5), term(2, 5)]));
+  assert.ok(equal.ok);
+  assert.equal(equal.entries.length, 2);
+});
+
+// ---- WalFile ----------------------------------------------------------------
+
+Deno.test("WalFile.open creates a missing file and reports an empty log", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const { wal, entries, tornTail } = await WalFile.open(path);
+    try {
+      assert.deepEqual(entries, []);
+      assert.equal(tornTail, null);
+      assert.equal(wal.sizeBytes, 0);
+      assert.equal((await Deno.stat(path)).size, 0);
+    } finally {
+      wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile: appended lines reach the file only on sync, and a reopen sees them", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const first = await WalFile.open(path);
+    try {
+      first.wal.append(exampleLines);
+      assert.equal(first.wal.pendingBytes, concat(exampleLines).length);
+      assert.equal((await Deno.stat(path)).size, 0, "nothing written before sync");
+      await first.wal.sync();
+      assert.equal(first.wal.pendingBytes, 0);
+      assert.equal(first.wal.sizeBytes, concat(exampleLines).length);
+    } finally {
+      first.wal.close();
+    }
+    assert.deepEqual(await Deno.readFile(path), concat(exampleLines));
+
+    const second = await WalFile.open(path);
+    try {
+      assert.deepEqual(
+        second.entries.map((e) => e.record),
+        [
+          { op: "TERM", index: 1, term: 1 },
+          { op: "SET", index: 2, key: text("user01"), value: text("Kaspa") },
+          { op: "SET", index: 3, key: text("city"), value: text("Vilnius") },
+          { op: "DEL", index: 4, key: text("user01") },
+        ] satisfies WalRecord[],
+      );
+      // Appends after a reopen go at the end.
+      second.wal.append([set(5, "k", "v")]);
+      await second.wal.sync();
+    } finally {
+      second.wal.close();
+    }
+    assert.deepEqual(await Deno.readFile(path), concat([...exampleLines, set(5, "k", "v")]));
+  });
+});
+
+Deno.test("WalFile: concurrent sync calls all resolve and the file holds every line in order (group commit)", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const gate = new Gate();
+    const { wal } = await WalFile.open(path, { wrapHandle: (file) => gatedHandle(file, gate) });
+    const lines: Uint8Array[] = [term(1, 1)];
+    try {
+      wal.append([lines[0]!]);
+      const syncs: Promise<void>[] = [wal.sync()];
+      await gate.waitUntilBlocked(); // the first flush is in its fdatasync
+      for (let index = 2; index <= 200; index++) {
+        const line = set(index, `key${index}`, `value ${index}`);
+        lines.push(line);
+        wal.append([line]);
+        syncs.push(wal.sync());
+      }
+      gate.open();
+      await Promise.all(syncs);
+      assert.equal(wal.pendingBytes, 0);
+      // The first flush covered line 1; all 199 later syncs shared one more.
+      assert.equal(gate.syncDataCalls, 2);
+      assert.equal(gate.writeCalls, 2, "the second flush wrote 199 lines in one write");
+    } finally {
+      wal.close();
+    }
+    assert.deepEqual(await Deno.readFile(path), concat(lines));
+    const parsed = parseWal(await Deno.readFile(path));
+    assert.ok(parsed.ok);
+    assert.deepEqual(parsed.entries.map((e) => e.index), lines.map((_, i) => i + 1));
+  });
+});
+
+Deno.test("WalFile: a sync made during a flush resolves only after its own lines are on disk", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const gate = new Gate();
+    const { wal } = await WalFile.open(path, { wrapHandle: (file) => gatedHandle(file, gate) });
+    try {
+      wal.append([term(1, 1)]);
+      let earlyDone = false;
+      let lateDone = false;
+      const early = wal.sync().then(() => (earlyDone = true));
+      await gate.waitUntilBlocked();
+      wal.append([set(2, "late", "x")]);
+      const late = wal.sync().then(() => (lateDone = true));
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(earlyDone || lateDone, false, "nothing resolves before its fdatasync");
+      gate.open();
+      await Promise.all([early, late]);
+      assert.deepEqual(await Deno.readFile(path), concat([term(1, 1), set(2, "late", "x")]));
+      // A sync with nothing new to cover resolves without another fdatasync.
+      await wal.sync();
+      assert.equal(gate.syncDataCalls, 2);
+    } finally {
+      wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile: truncate drops the suffix on disk and later appends go at the new end", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const { wal } = await WalFile.open(path);
+    try {
+      wal.append(exampleLines);
+      await wal.sync();
+      const cut = exampleLines[0]!.length + exampleLines[1]!.length; // keep seq 1..2
+      await wal.truncate(cut);
+      assert.equal(wal.sizeBytes, cut);
+      assert.equal((await Deno.stat(path)).size, cut);
+      const replacement = [term(3, 2), set(4, "city", "Kaunas")];
+      wal.append(replacement);
+      await wal.sync();
+      assert.equal(wal.sizeBytes, cut + concat(replacement).length);
+      assert.deepEqual(
+        await Deno.readFile(path),
+        concat([exampleLines[0]!, exampleLines[1]!, ...replacement]),
+      );
+    } finally {
+      wal.close();
+    }
+    const reopened = await WalFile.open(path);
+    try {
+      assert.deepEqual(reopened.entries.map((e) => [e.index, e.term]), [[1, 1], [2, 1], [3, 2], [
+        4,
+        2,
+      ]]);
+    } finally {
+      reopened.wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile: truncate waits for a sync in flight and orders before appends made after it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const { wal } = await WalFile.open(path);
+    try {
+      wal.append(exampleLines);
+      const syncing = wal.sync(); // in flight while truncate is called
+      const keep = exampleLines[0]!.length;
+      const truncating = wal.truncate(keep);
+      assert.equal(wal.sizeBytes, keep, "size already reflects the cut");
+      assert.equal(wal.pendingBytes, 0, "the sync in flight took the earlier lines");
+      wal.append([set(2, "after", "cut")]);
+      assert.equal(wal.pendingBytes, set(2, "after", "cut").length);
+      const syncingAfter = wal.sync();
+      await Promise.all([syncing, truncating, syncingAfter]);
+      assert.deepEqual(
+        await Deno.readFile(path),
+        concat([exampleLines[0]!, set(2, "after", "cut")]),
+      );
+    } finally {
+      wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile: truncate refuses pending lines and offsets past the end", async () => {
+  await withTempDir(async (dir) => {
+    const { wal } = await WalFile.open(`${dir}/node1.log`);
+    try {
+      wal.append([term(1, 1)]);
+      await assert.rejects(wal.truncate(0), /pending bytes/);
+      await wal.sync();
+      await assert.rejects(wal.truncate(1000), RangeError);
+      // Refusals are caller bugs, not I/O failures: the WAL stays usable.
+      await wal.truncate(0);
+      assert.equal(wal.sizeBytes, 0);
+    } finally {
+      wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile.open cuts a torn tail off the file on disk and reports it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const good = concat(exampleLines);
+    await Deno.writeFile(path, concat([good, text("5\tSET\tcity\tKau")]));
+    const { wal, entries, tornTail } = await WalFile.open(path);
+    try {
+      assert.equal(entries.length, 4);
+      assert.deepEqual(tornTail, {
+        offset: good.length,
+        bytes: 14,
+        reason: "Last line has no newline (torn write of 14 bytes)",
+      });
+      assert.equal((await Deno.stat(path)).size, good.length, "file shortened on disk");
+      assert.equal(wal.sizeBytes, good.length);
+      wal.append([set(5, "city", "Kaunas")]);
+      await wal.sync();
+    } finally {
+      wal.close();
+    }
+    assert.deepEqual(await Deno.readFile(path), concat([good, set(5, "city", "Kaunas")]));
+  });
+});
+
+Deno.test("WalFile.open throws WalDamagedError naming the path and line on mid-file damage", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node2.log`;
+    const bytes = concat([term(1, 1), set(2, "a", "1"), set(4, "b", "2"), set(5, "c", "3")]);
+    await Deno.writeFile(path, bytes);
+    await assert.rejects(WalFile.open(path), (error: unknown) => {
+      assert.ok(error instanceof WalDamagedError);
+      assert.equal(error.lineNumber, 3);
+      assert.equal(
+        error.message,
+        `WAL file "${path}" is damaged at line 3: Seq 4 out of sequence, expected 3`,
+      );
+      return true;
+    });
+    assert.deepEqual(await Deno.readFile(path), bytes, "a damaged file is left as it was");
+  });
+});
+
+Deno.test("WalFile: a failed fsync rejects every waiting sync and the WAL refuses further use", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    let failSync = false;
+    const { wal } = await WalFile.open(path, {
+      wrapHandle: (file) =>
+        hookedSyncHandle(file, () => {
+          if (failSync) throw new Error("EIO (injected)");
+        }),
+    });
+    try {
+      wal.append([term(1, 1)]);
+      await wal.sync();
+      failSync = true;
+      wal.append([set(2, "a", "1")]);
+      const first = wal.sync();
+      wal.append([set(3, "b", "2")]);
+      const second = wal.sync();
+      const results = await Promise.allSettled([first, second]);
+      assert.deepEqual(results.map((r) => r.status), ["rejected", "rejected"]);
+      failSync = false; // even once the disk "recovers", the WAL stays failed
+      assert.throws(() => wal.append([set(4, "c", "3")]), /failed earlier/);
+      await assert.rejects(wal.sync(), /failed earlier/);
+      await assert.rejects(wal.truncate(0), /failed earlier/);
+    } finally {
+      wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile: append refuses a line without its newline", async () => {
+  await withTempDir(async (dir) => {
+    const { wal } = await WalFile.open(`${dir}/node1.log`);
+    try {
+      assert.throws(() => wal.append([text("1\tTERM\t1")]), /must end with/);
+      assert.equal(wal.pendingBytes, 0);
+    } finally {
+      wal.close();
+    }
+  });
+});
+
+/** Wraps a file so each syncData first calls `beforeSyncData` (which may throw). */
+function hookedSyncHandle(file: Deno.FsFile, beforeSyncData: () => void): WalFileHandle {
+  return {
+    write: (bytes) => file.write(bytes),
+    truncate: (length) => file.truncate(length),
+    close: () => file.close(),
+    syncData: async () => {
+      beforeSyncData();
+      await file.syncData();
+    },
+  };
+}
+
+/** Holds every fdatasync until opened, so tests can pile up syncs behind one
+ * in flight without depending on how fast the disk is. */
+class Gate {
+  syncDataCalls = 0;
+  writeCalls = 0;
+  #opened = false;
+  #release: (() => void) | null = null;
+  readonly #released = new Promise<void>((resolve) => (this.#release = resolve));
+  #blocked: (() => void) | null = null;
+  readonly #blockedOnce = new Promise<void>((resolve) => (this.#blocked = resolve));
+
+  async pass(): Promise<void> {
+    this.syncDataCalls++;
+    if (this.#opened) return;
+    this.#blocked?.();
+    await this.#released;
+  }
+
+  waitUntilBlocked(): Promise<void> {
+    return this.#blockedOnce;
+  }
+
+  open(): void {
+    this.#opened = true;
+    this.#release?.();
+  }
+}
+
+function gatedHandle(file: Deno.FsFile, gate: Gate): WalFileHandle {
+  return {
+    write: (bytes) => {
+      gate.writeCalls++;
+      return file.write(bytes);
+    },
+    truncate: (length) => file.truncate(length),
+    close: () => file.close(),
+    syncData: async () => {
+      await gate.pass();
+      await file.syncData();
+    },
+  };
+}
