@@ -1,0 +1,275 @@
+// Test harness for integration and fault tests: starts real `kvstore run N`
+// processes on free loopback ports in a temporary directory, records their
+// PIDs and output, and always stops exactly what it started. On failure the
+// test prints every node's log so the cause is visible in CI.
+//
+//   await using cluster = await startCluster(4);
+//   const leader = await cluster.waitForLeader();
+//   await cluster.client(leader, ["SET", "k", "v"]);
+
+import { fileURLToPath } from "node:url";
+import { requestOnce } from "../../src/client/client.ts";
+import type { Reply } from "../../src/codec/resp.ts";
+
+export const mainTs = fileURLToPath(new URL("../../main.ts", import.meta.url));
+
+export interface TestNode {
+  readonly id: number;
+  readonly clientPort: number;
+  readonly replicationPort: number;
+  readonly readPort: number;
+  readonly controlPort: number;
+}
+
+interface Running {
+  proc: Deno.ChildProcess;
+  done: Promise<void>;
+}
+
+const decoder = new TextDecoder();
+
+/** Ports that were free a moment ago (bound to port 0, then released). */
+export function freePorts(count: number): number[] {
+  const listeners = Array.from(
+    { length: count },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of listeners) l.close();
+  return ports;
+}
+
+export class TestCluster {
+  readonly dir: string;
+  readonly nodes: TestNode[];
+  readonly clusterFile: string;
+  readonly #running = new Map<number, Running>();
+  readonly #output = new Map<number, string[]>();
+  #failed = true;
+
+  constructor(dir: string, nodes: TestNode[], clusterFile: string) {
+    this.dir = dir;
+    this.nodes = nodes;
+    this.clusterFile = clusterFile;
+  }
+
+  node(id: number): TestNode {
+    const n = this.nodes.find((x) => x.id === id);
+    if (!n) throw new Error(`No node ${id}`);
+    return n;
+  }
+
+  /** Starts node `id`'s supervisor (it starts its own role process). */
+  start(id: number, extraArgs: string[] = []): void {
+    if (this.#running.has(id)) throw new Error(`Node ${id} is already running`);
+    const proc = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        mainTs,
+        "run",
+        String(id),
+        "--cluster",
+        this.clusterFile,
+        "--data-dir",
+        this.dir,
+        "--log-level",
+        "info",
+        ...extraArgs,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const lines = this.#output.get(id) ?? [];
+    this.#output.set(id, lines);
+    lines.push(`---- node ${id} started, supervisor pid ${proc.pid}`);
+    const pump = async (stream: ReadableStream<Uint8Array>) => {
+      let pending = "";
+      for await (const chunk of stream) {
+        pending += decoder.decode(chunk, { stream: true });
+        const parts = pending.split("\n");
+        pending = parts.pop() ?? "";
+        lines.push(...parts);
+      }
+      if (pending) lines.push(pending);
+    };
+    const done = Promise.all([pump(proc.stdout), pump(proc.stderr), proc.status]).then(() => {});
+    this.#running.set(id, { proc, done });
+  }
+
+  isRunning(id: number): boolean {
+    return this.#running.has(id);
+  }
+
+  /** PID of node `id`'s role process (child of its supervisor), from the log. */
+  rolePid(id: number): number | null {
+    const lines = this.#output.get(id) ?? [];
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const m = /started (leader|follower) role process pid (\d+)/.exec(lines[i]!);
+      if (m) return Number(m[2]);
+      if (lines[i]!.startsWith("---- node")) break;
+    }
+    return null;
+  }
+
+  supervisorPid(id: number): number | null {
+    return this.#running.get(id)?.proc.pid ?? null;
+  }
+
+  /** Stops node `id`: SIGTERM (the supervisor stops its role) or SIGKILL of
+   * both the supervisor and its role process. */
+  async stop(id: number, signal: "SIGTERM" | "SIGKILL" = "SIGTERM"): Promise<void> {
+    const r = this.#running.get(id);
+    if (!r) return;
+    const role = this.rolePid(id);
+    try {
+      r.proc.kill(signal);
+    } catch {
+      // already exited
+    }
+    if (signal === "SIGKILL" && role !== null) killPid(role, "SIGKILL");
+    await r.done;
+    this.#running.delete(id);
+    this.#output.get(id)?.push(`---- node ${id} stopped (${signal})`);
+    // An orphaned role notices its supervisor is gone and exits; wait until
+    // its ports are free so a restart can bind them.
+    await waitUntil(() => this.#portsFree(this.node(id)), 5000, `node ${id}'s ports to be free`);
+  }
+
+  #portsFree(n: TestNode): boolean {
+    for (const port of [n.clientPort, n.replicationPort, n.readPort, n.controlPort]) {
+      try {
+        Deno.listen({ hostname: "127.0.0.1", port }).close();
+      } catch {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** One request to one port, no redirect following; errors come back as replies. */
+  async call(port: number, args: (string | Uint8Array)[], timeoutMs = 3000): Promise<Reply> {
+    return await requestOnce("127.0.0.1", port, args, timeoutMs);
+  }
+
+  /** The node whose client port answers INFO with role:master, or null. */
+  async leaderId(): Promise<number | null> {
+    for (const n of this.nodes) {
+      if (!this.#running.has(n.id)) continue;
+      try {
+        const r = await this.call(n.clientPort, ["INFO"], 1000);
+        if (r.kind === "bulk" && r.value && decoder.decode(r.value).includes("role:master")) {
+          return n.id;
+        }
+      } catch {
+        // not up yet
+      }
+    }
+    return null;
+  }
+
+  /** Waits until a leader accepts a write (so it has committed its term). */
+  async waitForLeader(timeoutMs = 15000): Promise<number> {
+    let leader: number | null = null;
+    await waitUntil(
+      async () => {
+        leader = await this.leaderId();
+        if (leader === null) return false;
+        try {
+          const r = await this.call(this.node(leader).clientPort, ["SET", "__probe", "1"], 2000);
+          return r.kind === "simple";
+        } catch {
+          return false;
+        }
+      },
+      timeoutMs,
+      "a leader that accepts writes",
+    );
+    return leader!;
+  }
+
+  log(id: number): string {
+    return (this.#output.get(id) ?? []).join("\n");
+  }
+
+  /** Marks the test as passed: logs are not printed at cleanup. */
+  pass(): void {
+    this.#failed = false;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const id of [...this.#running.keys()]) await this.stop(id, "SIGKILL").catch(() => {});
+    if (this.#failed) {
+      for (const n of this.nodes) {
+        console.error(`\n======== node ${n.id} log ========\n${this.log(n.id)}`);
+      }
+    }
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
+
+export function killPid(pid: number, signal: Deno.Signal): void {
+  try {
+    Deno.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+export async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Writes a cluster file for `count` nodes on free loopback ports and starts them all. */
+export async function startCluster(
+  count = 4,
+  opts: { start?: boolean } = {},
+): Promise<TestCluster> {
+  const dir = await Deno.makeTempDir({ prefix: "kvstore-test-" });
+  const ports = freePorts(count * 4);
+  const nodes: TestNode[] = [];
+  for (let i = 0; i < count; i++) {
+    nodes.push({
+      id: i + 1,
+      clientPort: ports[i * 4]!,
+      replicationPort: ports[i * 4 + 1]!,
+      readPort: ports[i * 4 + 2]!,
+      controlPort: ports[i * 4 + 3]!,
+    });
+  }
+  const clusterFile = `${dir}/cluster.json`;
+  await Deno.writeTextFile(
+    clusterFile,
+    JSON.stringify({ nodes: nodes.map((n) => ({ ...n, host: "127.0.0.1" })) }, null, 2),
+  );
+  const cluster = new TestCluster(dir, nodes, clusterFile);
+  if (opts.start !== false) { for (const n of nodes) cluster.start(n.id); }
+  return cluster;
+}
+
+export function text(r: Reply): string {
+  switch (r.kind) {
+    case "bulk":
+      return r.value === null ? "(nil)" : decoder.decode(r.value);
+    case "simple":
+      return r.value;
+    case "error":
+      return `-${r.value}`;
+    case "integer":
+      return `:${r.value}`;
+    case "array":
+      return `[${(r.value ?? []).map(text).join(", ")}]`;
+  }
+}
