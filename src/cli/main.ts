@@ -5,8 +5,7 @@
 import { clientMain } from "./client.ts";
 import { parseNodeArgs } from "./role_args.ts";
 import { runMain as superviseMain } from "../node/supervisor.ts";
-import { leaderMain } from "../node/leader_role.ts";
-import { followerMain } from "../node/follower_role.ts";
+import { roleMain } from "../node/role_process.ts";
 
 export const usage = `kvstore — a replicated key-value store
 
@@ -34,8 +33,7 @@ export async function runMain(argv: string[]): Promise<number> {
         return 2;
       }
       if (command === "run") return await superviseMain(opts.value);
-      if (command === "leader") return await leaderMain(opts.value);
-      return await followerMain(opts.value);
+      return await roleMain(opts.value, command);
     }
     case "client":
       return await clientMain(rest);

@@ -31,13 +31,12 @@ import {
 import { decodeWalLine } from "../codec/wal_line.ts";
 import { findNode, type NodeAddress } from "../config/cluster.ts";
 import { reconnectBackoffMsMax, reconnectBackoffMsMin } from "../config/timing.ts";
-import { type Log, logger, setupLogging } from "../log.ts";
+import { type Log } from "../log.ts";
 import { assignTerms, decideAppend } from "../raft/replication.ts";
 import type { NodeOptions } from "../cli/role_args.ts";
-import { startRespServer } from "../net/resp_server.ts";
-import { type DataCommands, makeCommandHandler } from "./commands.ts";
-import { ReplicaState, walPath } from "./replica_state.ts";
-import { sendToSupervisor, watchSupervisor } from "./role_ipc.ts";
+import { type DataCommands } from "./commands.ts";
+import { ReplicaState } from "./replica_state.ts";
+import { sendToSupervisor } from "./role_ipc.ts";
 
 export class FollowerRole {
   readonly #self: NodeAddress;
@@ -184,6 +183,22 @@ export class FollowerRole {
     }
   }
 
+  /** Stops following for good (the process is being promoted to leader) and
+   * resolves once no batch is being appended any more. */
+  async quiesce(): Promise<void> {
+    this.#generation++;
+    this.#leader = null;
+    try {
+      this.#conn?.close();
+    } catch {
+      // already closed
+    }
+    this.#conn = null;
+    await this.#processing;
+  }
+
+  #processing: Promise<void> = Promise.resolve();
+
   /** Reads APPEND batches; every read's worth is appended, fsynced once and
    * acknowledged once (group commit on the follower side). */
   async #stream(conn: Deno.Conn, generation: number, term: number): Promise<void> {
@@ -194,13 +209,32 @@ export class FollowerRole {
       if (n === null) throw new Error("leader closed the connection");
       if (generation !== this.#generation) return;
       parser.push(buf.subarray(0, n));
+      let finish = () => {};
+      this.#processing = new Promise((r) => (finish = r));
+      try {
+        if (!(await this.#processBatch(conn, parser, generation, term))) return;
+      } finally {
+        finish();
+      }
+    }
+  }
+
+  /** Appends, fsyncs and acknowledges what one read delivered; false once
+   * this connection is no longer current. */
+  async #processBatch(
+    conn: Deno.Conn,
+    parser: ReplicationParser,
+    generation: number,
+    term: number,
+  ): Promise<boolean> {
+    {
       let reply: { ack: boolean; index: number; round: number } | null = null;
       for (;;) {
         const r = parser.next();
         if (r.kind === "incomplete") break;
         if (r.kind === "error") throw new Error(r.message);
         const out = await this.#onLeaderMessage(r.message, term);
-        if (generation !== this.#generation) return;
+        if (generation !== this.#generation) return false;
         if (out === null) continue;
         if (!out.ack) {
           await writeAll(conn, encodeNack(this.#term, out.index, out.round));
@@ -209,13 +243,14 @@ export class FollowerRole {
           reply = out;
         }
       }
-      if (reply === null) continue;
+      if (reply === null) return true;
       await this.#state.wal.sync();
       // Fenced while the fsync ran? Then this acknowledgement would count
       // toward an older term's quorum after our supervisor moved on: refuse.
-      if (generation !== this.#generation || this.#term !== term) return;
+      if (generation !== this.#generation || this.#term !== term) return false;
       this.#applyCommit();
       await writeAll(conn, encodeAck(term, reply.index, reply.round));
+      return true;
     }
   }
 
@@ -264,6 +299,8 @@ export class FollowerRole {
         } uncommitted entries`,
       );
       await this.#state.truncateFrom(decision.truncateFrom);
+      // Fenced or promoted while the WAL was cut: this batch is no longer ours to take.
+      if (this.#term !== term) return null;
     }
     if (decision.append.length > 0) this.#state.append(decision.append);
     this.#matchIndex = decision.matchIndex;
@@ -275,58 +312,4 @@ export class FollowerRole {
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let at = 0;
   while (at < bytes.length) at += await conn.write(bytes.subarray(at));
-}
-
-export async function followerMain(opts: NodeOptions): Promise<number> {
-  setupLogging(opts.logLevel);
-  const log = logger(`node ${opts.self.id}`, "Follower");
-  const self = opts.self;
-  let state: ReplicaState;
-  try {
-    state = await ReplicaState.open(walPath(opts.dataDir, self.id), log);
-  } catch (e) {
-    log.error(`cannot open the WAL: ${(e as Error).message}`);
-    return 3;
-  }
-  const follower = new FollowerRole(opts, state, log);
-  watchSupervisor((m) => {
-    if (m.kind === "fence") {
-      follower.fence(m.term);
-      sendToSupervisor({ kind: "fenced", id: m.id, term: m.term, ...follower.position });
-    } else if (m.kind === "leader") {
-      follower.setLeader(m.term, m.leaderId);
-    }
-  }, () => {
-    log.info("supervisor gone, exiting");
-    Deno.exit(0);
-  });
-  try {
-    startRespServer(
-      self.listenHost,
-      self.clientPort,
-      makeCommandHandler(follower.clientData),
-      log,
-      "client",
-    );
-    startRespServer(
-      self.listenHost,
-      self.readPort,
-      makeCommandHandler(follower.readData),
-      log,
-      "read",
-    );
-    log.info(
-      `Follower: listening reads on ${self.readPort}, redirecting clients on ${self.clientPort}`,
-    );
-  } catch (e) {
-    log.error(`cannot listen: ${(e as Error).message}`);
-    return 4;
-  }
-  sendToSupervisor({ kind: "ready", ...follower.position });
-  Deno.addSignalListener("SIGTERM", () => {
-    log.info("SIGTERM, exiting");
-    Deno.exit(0);
-  });
-  await new Promise(() => {});
-  return 0;
 }

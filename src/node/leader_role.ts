@@ -27,14 +27,12 @@ import type { NodeAddress } from "../config/cluster.ts";
 import { replicationBatchBytesMax, replicationBatchEntriesMax } from "../config/limits.ts";
 import { replicationHeartbeatMs, requestTimeoutMs } from "../config/timing.ts";
 import type { ApplyResult } from "../kv/store.ts";
-import { type Log, logger, setupLogging } from "../log.ts";
+import { type Log } from "../log.ts";
 import { commitIndexFor } from "../raft/replication.ts";
 import { invariant, type LogIndex, quorumOf } from "../raft/types.ts";
-import type { NodeOptions } from "../cli/role_args.ts";
-import { type DataCommands, makeCommandHandler, OK, type ReplyBytes } from "./commands.ts";
-import { ReplicaState, walPath } from "./replica_state.ts";
-import { sendToSupervisor, watchSupervisor } from "./role_ipc.ts";
-import { startRespServer } from "../net/resp_server.ts";
+import { type DataCommands, OK, type ReplyBytes } from "./commands.ts";
+import { ReplicaState } from "./replica_state.ts";
+import { sendToSupervisor } from "./role_ipc.ts";
 
 /** Entries a follower may be sent ahead of its acknowledgements. */
 const windowEntriesMax = 4 * replicationBatchEntriesMax;
@@ -106,6 +104,10 @@ export class LeaderRole {
     state.append([marker]);
     this.#termStartIndex = marker.index;
     this.#scheduleSync();
+  }
+
+  get term(): number {
+    return this.#term;
   }
 
   get data(): DataCommands {
@@ -494,68 +496,3 @@ export class LeaderRole {
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-
-export async function leaderMain(opts: NodeOptions): Promise<number> {
-  setupLogging(opts.logLevel);
-  const log = logger(`node ${opts.self.id}`, "Leader");
-  const term = opts.term!;
-  const self = opts.self;
-  log.info(`[Leader] ${self.host} ${self.clientPort} term ${term}`);
-  let state: ReplicaState;
-  try {
-    state = await ReplicaState.open(walPath(opts.dataDir, self.id), log);
-  } catch (e) {
-    log.error(`cannot open the WAL: ${(e as Error).message}`);
-    return 3;
-  }
-  const leader = new LeaderRole(term, self, opts.cluster.nodes.length, state, log);
-
-  watchSupervisor((m) => {
-    if (m.kind === "fence") {
-      const pos = leader.position;
-      sendToSupervisor({ kind: "fenced", id: m.id, term: Math.max(m.term, term), ...pos });
-      // A leader lives for exactly one term: once fenced above it, stop at
-      // once, before this event loop could acknowledge anything else.
-      if (m.term > term) Deno.exit(0);
-    }
-  }, () => {
-    log.info("supervisor gone, exiting");
-    Deno.exit(0);
-  });
-
-  try {
-    startRespServer(
-      self.listenHost,
-      self.clientPort,
-      makeCommandHandler(leader.data),
-      log,
-      "client",
-    );
-    log.info(`Leader: listening clients on ${self.clientPort}`);
-    startRespServer(
-      self.listenHost,
-      self.readPort,
-      makeCommandHandler(leader.readData),
-      log,
-      "read",
-    );
-    log.info(`Leader: listening reads on ${self.readPort}`);
-    const repl = Deno.listen({ hostname: self.listenHost, port: self.replicationPort });
-    log.info(`Leader: listening followers on ${self.replicationPort}`);
-    (async () => {
-      for await (const conn of repl) leader.serveFollower(conn);
-    })().catch((e) => log.warn(`replication listener stopped: ${e}`));
-  } catch (e) {
-    log.error(`cannot listen: ${(e as Error).message}`);
-    return 4;
-  }
-  setInterval(() => leader.tick(Date.now()), 10);
-  sendToSupervisor({ kind: "ready", ...leader.position });
-  Deno.addSignalListener("SIGTERM", () => {
-    log.info("SIGTERM, exiting");
-    Deno.exit(0);
-  });
-  // Runs until fenced, signalled or orphaned; those paths exit the process.
-  await new Promise(() => {});
-  return 0;
-}

@@ -8,7 +8,10 @@ export type ToRole =
   /** Stop acknowledging anything of a term below `term`, then report where the log ends. */
   | { readonly kind: "fence"; readonly id: number; readonly term: number }
   /** Follower only: who leads `term` (null: nobody known yet). */
-  | { readonly kind: "leader"; readonly term: number; readonly leaderId: number | null };
+  | { readonly kind: "leader"; readonly term: number; readonly leaderId: number | null }
+  /** Follower only: this node won `term`; become its leader in place, keeping
+   * the loaded log and state (no reload, so failover does not grow with data). */
+  | { readonly kind: "lead"; readonly term: number };
 
 export type FromRole =
   | { readonly kind: "ready"; readonly lastIndex: number; readonly lastTerm: number }

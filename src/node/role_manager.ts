@@ -26,8 +26,9 @@ import { selfCommand } from "./self_exec.ts";
 export type RoleKind = "leader" | "follower";
 
 interface Child {
-  readonly kind: RoleKind;
-  readonly term: number;
+  /** A follower process becomes a leader in place when promoted. */
+  kind: RoleKind;
+  term: number;
   readonly proc: Deno.ChildProcess;
   readonly writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly exited: Promise<number>;
@@ -153,7 +154,11 @@ export class RoleManager {
         child.stopping = true;
         await child.exited;
       }
-      this.#lastPosition = { lastIndex: r.lastIndex, lastTerm: r.lastTerm };
+      // -1: the role is still loading the WAL and has acknowledged nothing, so
+      // the file says exactly where the log ends.
+      this.#lastPosition = r.lastIndex < 0
+        ? await this.diskPosition()
+        : { lastIndex: r.lastIndex, lastTerm: r.lastTerm };
       return this.#lastPosition;
     }
     if (!child.done) {
@@ -173,6 +178,16 @@ export class RoleManager {
         if (want.kind === "follower") {
           this.#send(child, { kind: "leader", term: want.term, leaderId: want.leaderId });
         }
+        return;
+      }
+      if (child.kind === "follower" && want.kind === "leader" && this.#fencedTerm <= want.term) {
+        // Promote in place: the follower already holds the log in memory.
+        child.kind = "leader";
+        child.term = want.term;
+        this.#send(child, { kind: "lead", term: want.term });
+        this.#log.info(
+          `promoting role process pid ${child.proc.pid} to leader for term ${want.term}`,
+        );
         return;
       }
       await this.#stopChild("SIGTERM");

@@ -1,0 +1,161 @@
+// The role process's main: `kvstore follower N` and `kvstore leader N --term T`.
+// Opens the node's WAL, serves the client and read ports, talks to the
+// supervisor over stdin/stdout, and runs the follower or leader role.
+//
+//   follower ──lead T (won the election)──▶ leader ──fenced above T──▶ exit
+//      │                                                   ▲
+//      └────────── started as `kvstore leader` ────────────┘
+//
+// A follower is promoted in place: it keeps its loaded log and state, so a
+// failover does not wait for a WAL to be read again. A leader never goes back
+// to following: its supervisor fences it and starts a fresh follower process.
+
+import type { NodeOptions } from "../cli/role_args.ts";
+import { type Log, logger, setupLogging } from "../log.ts";
+import { type CommandHandler, startRespServer } from "../net/resp_server.ts";
+import { makeCommandHandler } from "./commands.ts";
+import { FollowerRole } from "./follower_role.ts";
+import { LeaderRole } from "./leader_role.ts";
+import { ReplicaState, walPath } from "./replica_state.ts";
+import { sendToSupervisor, type ToRole, watchSupervisor } from "./role_ipc.ts";
+import { exitWalDamaged } from "./role_manager.ts";
+
+const exitCannotListen = 4;
+
+export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"): Promise<number> {
+  setupLogging(opts.logLevel);
+  const self = opts.self;
+  const node = `node ${self.id}`;
+  let log: Log = logger(node, startAs === "leader" ? "Leader" : "Follower");
+  // Listen to the supervisor before loading the WAL, which can take a while:
+  // a fence must be answered at once, and until the log is loaded we
+  // acknowledge nothing, so "not loaded" (-1) is a complete answer.
+  let fencedTerm = 0;
+  let loaded = false;
+  let markLoaded = () => {};
+  const loadedSignal = new Promise<void>((r) => (markLoaded = r));
+  let inbox: Promise<void> = Promise.resolve();
+  let onMessage: (m: ToRole) => Promise<void> = async () => {};
+  watchSupervisor((m) => {
+    if (m.kind === "fence" && !loaded) {
+      fencedTerm = Math.max(fencedTerm, m.term);
+      sendToSupervisor({ kind: "fenced", id: m.id, term: fencedTerm, lastIndex: -1, lastTerm: -1 });
+      return;
+    }
+    inbox = inbox.then(() => loadedSignal).then(() => onMessage(m)).catch((e) => {
+      log.error(`supervisor message failed: ${(e as Error).stack ?? e}`);
+      Deno.exit(70);
+    });
+  }, () => {
+    log.info("supervisor gone, exiting");
+    Deno.exit(0);
+  });
+
+  let state: ReplicaState;
+  try {
+    state = await ReplicaState.open(walPath(opts.dataDir, self.id), log);
+  } catch (e) {
+    log.error(`cannot open the WAL: ${(e as Error).message}`);
+    return exitWalDamaged;
+  }
+
+  let follower: FollowerRole | null = null;
+  let leader: LeaderRole | null = null;
+  let clientHandler: CommandHandler = () => new Uint8Array();
+  let readHandler: CommandHandler = clientHandler;
+
+  const lead = (term: number): void => {
+    leader = new LeaderRole(term, self, opts.cluster.nodes.length, state, log);
+    clientHandler = makeCommandHandler(leader.data);
+    readHandler = makeCommandHandler(leader.readData);
+    try {
+      const repl = Deno.listen({ hostname: self.listenHost, port: self.replicationPort });
+      log.info(`[Leader] ${self.host} ${self.clientPort} term ${term}`);
+      log.info(`Leader: listening clients on ${self.clientPort}`);
+      log.info(`Leader: listening followers on ${self.replicationPort}`);
+      const l = leader;
+      (async () => {
+        for await (const conn of repl) l.serveFollower(conn);
+      })().catch((e) => log.warn(`replication listener stopped: ${e}`));
+    } catch (e) {
+      log.error(
+        `cannot listen on replication port ${self.replicationPort}: ${(e as Error).message}`,
+      );
+      Deno.exit(exitCannotListen);
+    }
+    setInterval(() => leader?.tick(Date.now()), 10);
+  };
+
+  if (startAs === "leader") {
+    if (opts.term! < fencedTerm) {
+      log.warn(`not leading term ${opts.term}: already fenced at ${fencedTerm}`);
+      return 0;
+    }
+    lead(opts.term!);
+  } else {
+    follower = new FollowerRole(opts, state, log);
+    clientHandler = makeCommandHandler(follower.clientData);
+    readHandler = makeCommandHandler(follower.readData);
+  }
+
+  // Supervisor messages are handled in arrival order; a promotion waits for
+  // the follower to stop appending before the leader takes over the log.
+  onMessage = async (m: ToRole): Promise<void> => {
+    const position = () => (leader ?? follower)!.position;
+    switch (m.kind) {
+      case "fence": {
+        fencedTerm = Math.max(fencedTerm, m.term);
+        const myLeaderTerm = leader?.term;
+        if (myLeaderTerm !== undefined) {
+          sendToSupervisor({ kind: "fenced", id: m.id, term: fencedTerm, ...position() });
+          // A leader lives for exactly one term: once fenced above it, stop at
+          // once, before this event loop could acknowledge anything else.
+          if (m.term > myLeaderTerm) {
+            log.info(`fenced at term ${m.term}, leaving the leader role of term ${myLeaderTerm}`);
+            Deno.exit(0);
+          }
+          return;
+        }
+        follower!.fence(m.term);
+        sendToSupervisor({ kind: "fenced", id: m.id, term: fencedTerm, ...position() });
+        return;
+      }
+      case "leader":
+        follower?.setLeader(m.term, m.leaderId);
+        return;
+      case "lead": {
+        if (leader !== null || follower === null) return;
+        if (m.term < fencedTerm) {
+          log.warn(`ignoring promotion to term ${m.term}: already fenced at ${fencedTerm}`);
+          return;
+        }
+        await follower.quiesce();
+        follower = null;
+        log = logger(node, "Leader");
+        lead(m.term);
+        sendToSupervisor({ kind: "ready", ...position() });
+        return;
+      }
+    }
+  };
+  follower?.fence(fencedTerm);
+  loaded = true;
+  markLoaded();
+
+  try {
+    startRespServer(self.listenHost, self.clientPort, (a, c) => clientHandler(a, c), log, "client");
+    startRespServer(self.listenHost, self.readPort, (a, c) => readHandler(a, c), log, "read");
+    log.info(`listening clients on ${self.clientPort}, reads on ${self.readPort}`);
+  } catch (e) {
+    log.error(`cannot listen: ${(e as Error).message}`);
+    return exitCannotListen;
+  }
+  sendToSupervisor({ kind: "ready", ...(leader ?? follower)!.position });
+  Deno.addSignalListener("SIGTERM", () => {
+    log.info("SIGTERM, exiting");
+    Deno.exit(0);
+  });
+  // Runs until fenced, signalled or orphaned; those paths exit the process.
+  await new Promise(() => {});
+  return 0;
+}
