@@ -1,0 +1,119 @@
+// The node supervisor with real processes: role restarts, orphan role
+// processes, WAL damage at start, torn tails, and redirects that carry the
+// cluster file's host names.
+
+import assert from "node:assert/strict";
+import {
+  killPid,
+  readWalLines,
+  startCluster,
+  type TestNode,
+  text,
+  waitForValue,
+  waitUntil,
+} from "./harness.ts";
+
+function portsFree(n: TestNode): boolean {
+  for (const port of [n.clientPort, n.replicationPort, n.readPort, n.controlPort]) {
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+Deno.test("supervisor: a follower role process killed with -9 is restarted and serves again", async () => {
+  await using cluster = await startCluster(4);
+  const leader = await cluster.waitForLeader();
+  await cluster.call(cluster.node(leader).clientPort, ["SET", "k", "v1"]);
+  const f = cluster.nodes.find((n) => n.id !== leader)!;
+  await waitForValue(cluster, f.readPort, "k", "v1");
+  const before = cluster.rolePid(f.id)!;
+  killPid(before, "SIGKILL");
+  await waitUntil(
+    () => {
+      const now = cluster.rolePid(f.id);
+      return now !== null && now !== before;
+    },
+    10000,
+    "a new role process",
+  );
+  await cluster.call(cluster.node(leader).clientPort, ["SET", "k", "v2"]);
+  await waitForValue(cluster, f.readPort, "k", "v2");
+  assert.match(cluster.log(f.id), /follower role process pid \d+ died with code/);
+  cluster.pass();
+});
+
+Deno.test("supervisor: after kill -9 of a supervisor its role process exits and frees the ports", async () => {
+  await using cluster = await startCluster(4);
+  const leader = await cluster.waitForLeader();
+  for (const id of [leader, cluster.nodes.find((n) => n.id !== leader)!.id]) {
+    const node = cluster.node(id);
+    killPid(cluster.supervisorPid(id)!, "SIGKILL");
+    await waitUntil(
+      () => portsFree(node),
+      5000,
+      `node ${id}'s role process to let go of its ports`,
+    );
+    await cluster.stop(id, "SIGKILL");
+  }
+  cluster.pass();
+});
+
+Deno.test("supervisor: a WAL damaged before its last line stops the node, naming file and line", async () => {
+  await using cluster = await startCluster(4, { start: false });
+  await Deno.writeTextFile(
+    `${cluster.dir}/node2.log`,
+    "1\tTERM\t1\n2\tSET\ta\t1\n7\tBOGUS\n4\tSET\tb\t2\n",
+  );
+  cluster.start(2);
+  const code = await cluster.waitExit(2, 15000);
+  assert.equal(code, 3);
+  assert.match(cluster.log(2), /node2\.log.*line 3/);
+  cluster.pass();
+});
+
+Deno.test("supervisor: a torn last WAL line is cut off with a WARN and the data before it is served", async () => {
+  await using cluster = await startCluster(4, { start: false });
+  const good = "1\tTERM\t1\n2\tSET\tcity\tVilnius\n";
+  for (const n of cluster.nodes) {
+    await Deno.writeTextFile(`${cluster.dir}/node${n.id}.log`, good);
+    await Deno.writeTextFile(
+      `${cluster.dir}/node${n.id}.state`,
+      JSON.stringify({ currentTerm: 1, votedFor: null }),
+    );
+  }
+  await Deno.writeTextFile(`${cluster.dir}/node3.log`, good + "3\tSET\tname\tJon");
+  for (const n of cluster.nodes) cluster.start(n.id);
+  const leader = await cluster.waitForLeader();
+  assert.equal(
+    text(await cluster.call(cluster.node(leader).clientPort, ["GET", "city"])),
+    "Vilnius",
+  );
+  assert.equal(text(await cluster.call(cluster.node(leader).clientPort, ["GET", "name"])), "(nil)");
+  await waitForValue(cluster, cluster.node(3).readPort, "city", "Vilnius");
+  assert.match(cluster.log(3), /WARN.*torn/);
+  const lines = await readWalLines(cluster, 3);
+  assert.ok(!lines.some((l) => l.includes("Jon")), "the torn line is gone from node3.log");
+  cluster.pass();
+});
+
+Deno.test("supervisor: redirects carry the leader's host exactly as the cluster file writes it", async () => {
+  await using cluster = await startCluster(4, { start: false });
+  const file = JSON.parse(await Deno.readTextFile(cluster.clusterFile)) as {
+    nodes: Record<string, unknown>[];
+  };
+  for (const n of file.nodes) {
+    n.host = "localhost";
+    n.listenHost = "127.0.0.1";
+  }
+  await Deno.writeTextFile(cluster.clusterFile, JSON.stringify(file));
+  for (const n of cluster.nodes) cluster.start(n.id);
+  const leader = await cluster.waitForLeader();
+  const f = cluster.nodes.find((n) => n.id !== leader)!;
+  const reply = await cluster.call(f.clientPort, ["SET", "a", "b"]);
+  assert.equal(text(reply), `-REDIRECT localhost ${cluster.node(leader).clientPort}`);
+  cluster.pass();
+});
