@@ -17,10 +17,6 @@ export const bulkBytesMax = valueBytesMax + 1024;
 /** Longest inline command line (the plain-text `SET k v` form). */
 export const inlineBytesMax = 64 * 1024;
 
-/** Unanswered requests buffered per client connection before we stop reading
- * from it (back-pressure, not an error). */
-export const pipelineDepthMax = 4096;
-
 /** Most client connections one port accepts at once; more are refused with an
  * error reply so a connection flood cannot exhaust file descriptors. */
 export const clientConnectionsMax = 10_000;

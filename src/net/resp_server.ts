@@ -15,6 +15,9 @@ import type { Log } from "../log.ts";
 export interface CommandContext {
   /** Set by a handler (QUIT) to close the connection after its reply. */
   closeAfterReply: boolean;
+  /** Log index of this connection's latest write: a later read on the same
+   * connection must see it (Redis runs one connection's commands in order). */
+  lastWriteIndex: number;
 }
 
 export type CommandHandler = (
@@ -50,7 +53,7 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
 async function serveConnection(conn: Deno.Conn, handler: CommandHandler): Promise<void> {
   const parser = new RequestParser();
   const buf = new Uint8Array(readBufferBytes);
-  const ctx: CommandContext = { closeAfterReply: false };
+  const ctx: CommandContext = { closeAfterReply: false, lastWriteIndex: 0 };
   try {
     for (;;) {
       const n = await conn.read(buf);

@@ -17,9 +17,9 @@ export type ReplyBytes = Uint8Array | Promise<Uint8Array>;
 
 /** What a role does with data commands; each returns an encoded reply. */
 export interface DataCommands {
-  get(key: Uint8Array): ReplyBytes;
-  set(key: Uint8Array, value: Uint8Array): ReplyBytes;
-  del(keys: Uint8Array[]): ReplyBytes;
+  get(key: Uint8Array, ctx: CommandContext): ReplyBytes;
+  set(key: Uint8Array, value: Uint8Array, ctx: CommandContext): ReplyBytes;
+  del(keys: Uint8Array[], ctx: CommandContext): ReplyBytes;
   /** Role line for INFO and HELLO, e.g. "master" or "slave". */
   readonly redisRole: string;
   /** Extra `field:value` lines for INFO's replication section. */
@@ -64,7 +64,7 @@ export function makeCommandHandler(data: DataCommands): CommandHandler {
     switch (name) {
       case "GET":
         if (args.length !== 2) return wrongArity(name);
-        return keyTooLong(args[1]!) ?? data.get(args[1]!);
+        return keyTooLong(args[1]!) ?? data.get(args[1]!, ctx);
       case "SET": {
         if (args.length < 3) return wrongArity(name);
         if (args.length > 3) {
@@ -79,7 +79,7 @@ export function makeCommandHandler(data: DataCommands): CommandHandler {
             `ERR value is ${value.length} bytes, over the ${valueBytesMax}-byte limit`,
           );
         }
-        return data.set(key, value);
+        return data.set(key, value, ctx);
       }
       case "DEL": {
         if (args.length < 2) return wrongArity(name);
@@ -88,7 +88,7 @@ export function makeCommandHandler(data: DataCommands): CommandHandler {
           const bad = keyTooLong(k);
           if (bad) return bad;
         }
-        return data.del(keys);
+        return data.del(keys, ctx);
       }
       case "PING":
         if (args.length > 2) return wrongArity(name);

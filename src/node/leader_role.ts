@@ -31,6 +31,7 @@ import { type Log } from "../log.ts";
 import { commitIndexFor } from "../raft/replication.ts";
 import { invariant, type LogIndex, quorumOf } from "../raft/types.ts";
 import { type DataCommands, OK, type ReplyBytes } from "./commands.ts";
+import type { CommandContext } from "../net/resp_server.ts";
 import { ReplicaState } from "./replica_state.ts";
 import { sendToSupervisor } from "./role_ipc.ts";
 
@@ -113,9 +114,11 @@ export class LeaderRole {
   get data(): DataCommands {
     return {
       redisRole: "master",
-      get: (key) => this.#linearizableGet(key),
-      set: (key, value) => this.#write([{ op: "SET", key: key.slice(), value: value.slice() }]),
-      del: (keys) => this.#write(keys.map((k) => ({ op: "DEL" as const, key: k.slice() }))),
+      get: (key, ctx) => this.#linearizableGet(key, ctx),
+      set: (key, value, ctx) =>
+        this.#write([{ op: "SET", key: key.slice(), value: value.slice() }], ctx),
+      del: (keys, ctx) =>
+        this.#write(keys.map((k) => ({ op: "DEL" as const, key: k.slice() })), ctx),
       info: () => this.#info(),
     };
   }
@@ -150,12 +153,13 @@ export class LeaderRole {
 
   // ---- writes ---------------------------------------------------------------
 
-  #write(records: DistributiveOmit<WalRecord, "index">[]): ReplyBytes {
+  #write(records: DistributiveOmit<WalRecord, "index">[], ctx: CommandContext): ReplyBytes {
     const entries = records.map((r) => {
       const e = this.#state.nextEntry(this.#term, r, encodeWalLine);
       this.#state.append([e]);
       return e;
     });
+    ctx.lastWriteIndex = entries.at(-1)!.index;
     const deadlineMs = Date.now() + requestTimeoutMs;
     const done = entries.map((e) =>
       new Promise<ApplyResult>((resolve, reject) => {
@@ -225,21 +229,22 @@ export class LeaderRole {
 
   // ---- linearizable reads (ReadIndex) -------------------------------------------
 
-  #linearizableGet(key: Uint8Array): ReplyBytes {
+  #linearizableGet(key: Uint8Array, ctx: CommandContext): ReplyBytes {
     const kv = this.#state.kv;
-    return this.#readBarrier().then(
+    return this.#readBarrier(ctx.lastWriteIndex).then(
       () => encodeBulk(kv.get(key) ?? null),
       (e) => encodeError(e instanceof TryAgain ? `TRYAGAIN ${e.message}` : `ERR ${e}`),
     );
   }
 
   /** Resolves once a quorum has confirmed our leadership after this call and
-   * the state machine has applied everything committed at this call. */
-  #readBarrier(): Promise<void> {
+   * the state machine has applied everything committed at this call, and the
+   * caller's own earlier write (`afterIndex`) too. */
+  #readBarrier(afterIndex: LogIndex): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#reads.push({
         round: this.#round + 1,
-        readIndex: Math.max(this.#state.commitIndex, this.#termStartIndex),
+        readIndex: Math.max(this.#state.commitIndex, this.#termStartIndex, afterIndex),
         deadlineMs: Date.now() + requestTimeoutMs,
         resolve,
         reject,

@@ -27,6 +27,10 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
   const self = opts.self;
   const node = `node ${self.id}`;
   let log: Log = logger(node, startAs === "leader" ? "Leader" : "Follower");
+  Deno.addSignalListener("SIGTERM", () => {
+    log.info("SIGTERM, exiting");
+    Deno.exit(0);
+  });
   // Listen to the supervisor before loading the WAL, which can take a while:
   // a fence must be answered at once, and until the log is loaded we
   // acknowledge nothing, so "not loaded" (-1) is a complete answer.
@@ -70,7 +74,7 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
     readHandler = makeCommandHandler(leader.readData);
     try {
       const repl = Deno.listen({ hostname: self.listenHost, port: self.replicationPort });
-      log.info(`[Leader] ${self.host} ${self.clientPort} term ${term}`);
+      log.info(`${self.host} ${self.clientPort} term ${term}`);
       log.info(`Leader: listening clients on ${self.clientPort}`);
       log.info(`Leader: listening followers on ${self.replicationPort}`);
       const l = leader;
@@ -151,10 +155,6 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
     return exitCannotListen;
   }
   sendToSupervisor({ kind: "ready", ...(leader ?? follower)!.position });
-  Deno.addSignalListener("SIGTERM", () => {
-    log.info("SIGTERM, exiting");
-    Deno.exit(0);
-  });
   // Runs until fenced, signalled or orphaned; those paths exit the process.
   await new Promise(() => {});
   return 0;
