@@ -114,19 +114,27 @@ function nums(parts: string[], from: number, count: number): number[] | null {
 
 /** Incremental parser for either direction of the stream. */
 export class ReplicationParser {
+  // Bytes live in #buf[#start, #end). push() only ever writes past #end or
+  // into a fresh buffer, so lines handed out as views stay intact, and a large
+  // batch arriving in many chunks costs linear, not quadratic, copying.
   #buf = new Uint8Array(0);
   #start = 0;
+  #end = 0;
   #failed: string | null = null;
   /** A parsed APPEND header waiting for its body. */
   #pending: { header: number[]; bodyBytes: number; count: number } | null = null;
 
   push(chunk: Uint8Array): void {
-    const live = this.#buf.length - this.#start;
-    const next = new Uint8Array(live + chunk.length);
-    next.set(this.#buf.subarray(this.#start), 0);
-    next.set(chunk, live);
-    this.#buf = next;
-    this.#start = 0;
+    if (this.#end + chunk.length > this.#buf.length) {
+      const live = this.#end - this.#start;
+      const next = new Uint8Array(Math.max(2 * live, live + chunk.length, 64 * 1024));
+      next.set(this.#buf.subarray(this.#start, this.#end), 0);
+      this.#buf = next;
+      this.#start = 0;
+      this.#end = live;
+    }
+    this.#buf.set(chunk, this.#end);
+    this.#end += chunk.length;
   }
 
   next(): ParsedReplication {
@@ -137,11 +145,11 @@ export class ReplicationParser {
   }
 
   #next(): ParsedReplication {
-    const buf = this.#buf;
+    const buf = this.#buf.subarray(0, this.#end);
     if (this.#pending === null) {
       const nl = buf.indexOf(NL, this.#start);
       if (nl < 0) {
-        if (buf.length - this.#start > replicationHeaderBytesMax) {
+        if (this.#end - this.#start > replicationHeaderBytesMax) {
           return { kind: "error", message: "Replication header line too long" };
         }
         return { kind: "incomplete" };
@@ -199,7 +207,7 @@ export class ReplicationParser {
       }
     }
     const p = this.#pending!;
-    if (this.#buf.length - this.#start < p.bodyBytes) return { kind: "incomplete" };
+    if (this.#end - this.#start < p.bodyBytes) return { kind: "incomplete" };
     const body = this.#buf.subarray(this.#start, this.#start + p.bodyBytes);
     this.#start += p.bodyBytes;
     this.#pending = null;

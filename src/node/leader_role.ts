@@ -77,6 +77,8 @@ export class LeaderRole {
   readonly #state: ReplicaState;
   readonly #log: Log;
   readonly #quorum: number;
+  /** Only these may follow us: each counts once toward a quorum. */
+  readonly #peerIds: Set<number>;
   /** Index of our own TERM marker: reads wait until it is committed (§6.4). */
   readonly #termStartIndex: LogIndex;
   #links = new Map<number, FollowerLink>();
@@ -89,12 +91,19 @@ export class LeaderRole {
   #writes: WriteWaiter[] = [];
   #reads: ReadWaiter[] = [];
 
-  constructor(term: number, self: NodeAddress, nodeCount: number, state: ReplicaState, log: Log) {
+  constructor(
+    term: number,
+    self: NodeAddress,
+    peerIds: readonly number[],
+    state: ReplicaState,
+    log: Log,
+  ) {
     this.#term = term;
     this.#self = self;
+    this.#peerIds = new Set(peerIds);
     this.#state = state;
     this.#log = log;
-    this.#quorum = quorumOf(nodeCount);
+    this.#quorum = quorumOf(peerIds.length + 1);
     invariant(
       state.log.lastTerm <= term,
       `Log term ${state.log.lastTerm} is above our term ${term}`,
@@ -413,6 +422,10 @@ export class LeaderRole {
       return null;
     };
     if (m.kind !== "HELLO") return reject(`expected HELLO, got ${m.kind}`);
+    if (!this.#peerIds.has(m.nodeId)) {
+      this.#log.warn(`refusing HELLO from node ${m.nodeId}: not a peer in the cluster`);
+      return reject(`node ${m.nodeId} is not a peer of node ${this.#self.id}`);
+    }
     if (m.term > this.#term) {
       sendToSupervisor({ kind: "higherTerm", term: m.term });
       return reject(`node ${m.nodeId} is in term ${m.term}`);

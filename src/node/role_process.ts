@@ -69,7 +69,8 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
   let readHandler: CommandHandler = clientHandler;
 
   const lead = (term: number): void => {
-    leader = new LeaderRole(term, self, opts.cluster.nodes.length, state, log);
+    const peerIds = opts.cluster.nodes.map((n) => n.id as number).filter((id) => id !== self.id);
+    leader = new LeaderRole(term, self, peerIds, state, log);
     clientHandler = makeCommandHandler(leader.data);
     readHandler = makeCommandHandler(leader.readData);
     try {

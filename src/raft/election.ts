@@ -122,8 +122,10 @@ export class ElectionCore {
     const c = new ElectionCore(
       this.config,
       { currentTerm: this.#currentTerm, votedFor: this.#votedFor },
-      this.#rng.clone(),
+      new Prng(0),
     );
+    // After construction: the constructor draws a timeout from its generator.
+    c.#rng = this.#rng.clone();
     c.#role = this.#role;
     c.#leaderId = this.#leaderId;
     c.#electionElapsedTicks = this.#electionElapsedTicks;

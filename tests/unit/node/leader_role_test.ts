@@ -1,0 +1,74 @@
+// LeaderRole's replication links: only real peers count toward a write quorum
+// (regression: a HELLO naming the leader's own id, or an id outside the
+// cluster, used to be counted).
+import assert from "node:assert/strict";
+import { encodeAck, encodeHello } from "../../../src/codec/replication.ts";
+import { defaultCluster } from "../../../src/config/cluster.ts";
+import type { Log } from "../../../src/log.ts";
+import { LeaderRole } from "../../../src/node/leader_role.ts";
+import { ReplicaState } from "../../../src/node/replica_state.ts";
+
+const quiet: Log = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** A Deno.Conn stand-in: reads come from `feed`, writes are kept. */
+class FakeConn {
+  written: Uint8Array[] = [];
+  #queue: Uint8Array[] = [];
+  #wake: (() => void) | null = null;
+  #closed = false;
+  feed(b: Uint8Array) {
+    this.#queue.push(b);
+    this.#wake?.();
+  }
+  async read(buf: Uint8Array): Promise<number | null> {
+    while (this.#queue.length === 0) {
+      if (this.#closed) return null;
+      await new Promise<void>((r) => (this.#wake = r));
+    }
+    const b = this.#queue.shift()!;
+    buf.set(b);
+    return b.length;
+  }
+  write(b: Uint8Array): Promise<number> {
+    this.written.push(b.slice());
+    return Promise.resolve(b.length);
+  }
+  close() {
+    this.#closed = true;
+    this.#wake?.();
+  }
+  setNoDelay() {}
+}
+
+Deno.test("leader: a HELLO from a non-peer (its own id, or one not in the cluster) never counts toward a quorum", async () => {
+  const dir = await Deno.makeTempDir();
+  const state = await ReplicaState.open(`${dir}/node1.log`, quiet);
+  const self = defaultCluster().nodes[0]!;
+  const leader = new LeaderRole(1, self, [2, 3, 4], state, quiet);
+  const impostors = [new FakeConn(), new FakeConn()];
+  const served = impostors.map((c, i) => leader.serveFollower(c as unknown as Deno.Conn));
+  impostors[0]!.feed(encodeHello(1, 1, 0, 0)); // claims to be the leader itself
+  impostors[1]!.feed(encodeHello(99, 1, 0, 0)); // not in the cluster at all
+  await new Promise((r) => setTimeout(r, 20));
+  const reply = leader.data.set(new TextEncoder().encode("k"), new TextEncoder().encode("v"), {
+    closeAfterReply: false,
+    lastWriteIndex: 0,
+  });
+  await new Promise((r) => setTimeout(r, 20));
+  for (const c of impostors) c.feed(encodeAck(1, 2, 1_000_000));
+  const timeout = new Promise<string>((r) => setTimeout(() => r("still waiting"), 500));
+  const got = await Promise.race([
+    Promise.resolve(reply).then((b) => new TextDecoder().decode(b)),
+    timeout,
+  ]);
+  for (const c of impostors) c.close();
+  await Promise.all(served);
+  state.wal.close();
+  await Deno.remove(dir, { recursive: true });
+  // What Raft requires: no real follower has the entry, so it must not be acknowledged.
+  assert.equal(
+    got,
+    "still waiting",
+    `write acknowledged without a real quorum: ${JSON.stringify(got)}`,
+  );
+});
