@@ -38,6 +38,12 @@ import { sendToSupervisor } from "./role_ipc.ts";
 /** Entries a follower may be sent ahead of its acknowledgements. */
 const windowEntriesMax = 4 * replicationBatchEntriesMax;
 
+/** APPEND messages a follower may have unanswered. A follower fsyncs once per
+ * read and answers the newest round, so two in flight keep its disk busy; what
+ * arrives meanwhile waits and goes out as one larger batch, instead of as many
+ * small writes (under load, syscalls and not bytes are what cost). */
+const inflightMessagesMax = 2;
+
 interface FollowerLink {
   readonly nodeId: number;
   readonly conn: Deno.Conn;
@@ -48,6 +54,8 @@ interface FollowerLink {
   /** NACKs for rounds below this are for messages sent before the last reset. */
   resetRound: number;
   lastSentMs: number;
+  /** Rounds sent and not yet answered, oldest first. */
+  unanswered: number[];
   outbox: Uint8Array[];
   writing: boolean;
   closed: boolean;
@@ -63,9 +71,15 @@ interface WriteWaiter {
 interface ReadWaiter {
   /** The read may be answered once a quorum answered a round ≥ this one. */
   readonly round: number;
+  /** The read sees the state right after this entry is applied: what was
+   * committed when it arrived, and its own connection's earlier writes, but not
+   * that connection's later ones (Redis runs a connection's commands in order). */
   readonly readIndex: LogIndex;
+  readonly key: Uint8Array;
+  /** The value at readIndex, once captured (undefined inside: key missing). */
+  captured: { value: Uint8Array | undefined } | null;
   readonly deadlineMs: number;
-  readonly resolve: () => void;
+  readonly resolve: (value: Uint8Array | undefined) => void;
   readonly reject: (e: Error) => void;
 }
 
@@ -90,6 +104,8 @@ export class LeaderRole {
   #broadcastScheduled = false;
   #writes: WriteWaiter[] = [];
   #reads: ReadWaiter[] = [];
+  /** Reads waiting for their index to be applied, by that index. */
+  #captureAt = new Map<LogIndex, ReadWaiter[]>();
 
   constructor(
     term: number,
@@ -230,6 +246,11 @@ export class LeaderRole {
         this.#writes.shift();
         w.resolve(result);
       }
+      const reads = this.#captureAt.get(index);
+      if (reads !== undefined) {
+        this.#captureAt.delete(index);
+        for (const r of reads) r.captured = { value: this.#state.kv.get(r.key) };
+      }
     });
     this.#checkReads();
     // Followers apply only what they know is committed: tell them soon.
@@ -239,25 +260,36 @@ export class LeaderRole {
   // ---- linearizable reads (ReadIndex) -------------------------------------------
 
   #linearizableGet(key: Uint8Array, ctx: CommandContext): ReplyBytes {
-    const kv = this.#state.kv;
-    return this.#readBarrier(ctx.lastWriteIndex).then(
-      () => encodeBulk(kv.get(key) ?? null),
+    return this.#readAt(key, ctx.lastWriteIndex).then(
+      (value) => encodeBulk(value ?? null),
       (e) => encodeError(e instanceof TryAgain ? `TRYAGAIN ${e.message}` : `ERR ${e}`),
     );
   }
 
-  /** Resolves once a quorum has confirmed our leadership after this call and
-   * the state machine has applied everything committed at this call, and the
-   * caller's own earlier write (`afterIndex`) too. */
-  #readBarrier(afterIndex: LogIndex): Promise<void> {
+  /** ReadIndex (Raft thesis §6.4): the value of `key` once a quorum has
+   * confirmed our leadership after this call, taken from the state machine at
+   * the read's index (everything committed at this call, our term's marker,
+   * and the caller's own earlier write `afterIndex`). */
+  #readAt(key: Uint8Array, afterIndex: LogIndex): Promise<Uint8Array | undefined> {
     return new Promise((resolve, reject) => {
-      this.#reads.push({
+      const readIndex = Math.max(this.#state.commitIndex, this.#termStartIndex, afterIndex);
+      const read: ReadWaiter = {
         round: this.#round + 1,
-        readIndex: Math.max(this.#state.commitIndex, this.#termStartIndex, afterIndex),
+        readIndex,
+        key,
+        captured: null,
         deadlineMs: Date.now() + requestTimeoutMs,
         resolve,
         reject,
-      });
+      };
+      if (readIndex <= this.#state.lastApplied) {
+        read.captured = { value: this.#state.kv.get(key) };
+      } else {
+        const list = this.#captureAt.get(readIndex);
+        if (list) list.push(read);
+        else this.#captureAt.set(readIndex, [read]);
+      }
+      this.#reads.push(read);
       if (this.#quorum === 1) this.#checkReads();
       else this.#scheduleBroadcast();
     });
@@ -274,10 +306,9 @@ export class LeaderRole {
   #checkReads(): void {
     if (this.#reads.length === 0) return;
     const confirmed = this.#confirmedRound();
-    const applied = this.#state.lastApplied;
     this.#reads = this.#reads.filter((r) => {
-      if (r.round <= confirmed && r.readIndex <= applied) {
-        r.resolve();
+      if (r.round <= confirmed && r.captured !== null) {
+        r.resolve(r.captured.value);
         return false;
       }
       return true;
@@ -302,7 +333,8 @@ export class LeaderRole {
     const log = this.#state.log;
     let sent = false;
     while (
-      link.nextIndex <= log.lastIndex && link.nextIndex - link.matchIndex <= windowEntriesMax
+      link.nextIndex <= log.lastIndex && link.nextIndex - link.matchIndex <= windowEntriesMax &&
+      link.unanswered.length < inflightMessagesMax
     ) {
       const batch = [];
       let bytes = 0;
@@ -320,13 +352,16 @@ export class LeaderRole {
       link.nextIndex += batch.length;
       sent = true;
     }
-    if (!sent && force) this.#sendAppend(link, []);
+    if (!sent && force && link.unanswered.length < inflightMessagesMax) {
+      this.#sendAppend(link, []);
+    }
   }
 
   #sendAppend(link: FollowerLink, lines: Uint8Array[]): void {
     const prevIndex = link.nextIndex - 1;
     const prevTerm = this.#state.log.termAt(prevIndex) ?? 0;
     const round = ++this.#round;
+    link.unanswered.push(round);
     link.lastSentMs = Date.now();
     this.#send(
       link,
@@ -446,6 +481,7 @@ export class LeaderRole {
       answeredRound: 0,
       resetRound: 0,
       lastSentMs: 0,
+      unanswered: [],
       outbox: [],
       writing: false,
       closed: false,
@@ -472,6 +508,7 @@ export class LeaderRole {
     }
     if (m.term < this.#term) return;
     link.answeredRound = Math.max(link.answeredRound, m.round);
+    while (link.unanswered.length > 0 && link.unanswered[0]! <= m.round) link.unanswered.shift();
     if (m.kind === "ACK") {
       if (m.matchIndex > this.#state.log.lastIndex) {
         this.#log.warn(`node ${link.nodeId} acknowledged ${m.matchIndex} beyond our log`);
@@ -481,7 +518,8 @@ export class LeaderRole {
       if (link.nextIndex <= link.matchIndex) link.nextIndex = link.matchIndex + 1;
       this.#advanceCommit();
       this.#checkReads();
-      this.#replicate(link, false);
+      // Force a message when reads wait: they need a round sent after them.
+      this.#replicate(link, this.#reads.length > 0);
     } else {
       this.#checkReads();
       if (m.round < link.resetRound) return; // answer to a message sent before the last reset
@@ -504,6 +542,12 @@ export class LeaderRole {
     this.#reads = this.#reads.filter((r) => {
       if (r.deadlineMs > nowMs) return true;
       r.reject(new TryAgain(`leadership not confirmed within ${requestTimeoutMs} ms`));
+      const list = this.#captureAt.get(r.readIndex);
+      if (list) {
+        const rest = list.filter((x) => x !== r);
+        if (rest.length > 0) this.#captureAt.set(r.readIndex, rest);
+        else this.#captureAt.delete(r.readIndex);
+      }
       return false;
     });
   }

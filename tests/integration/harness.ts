@@ -98,6 +98,18 @@ export class TestCluster {
     this.#running.set(id, { proc, done });
   }
 
+  /** Waits for node `id`'s supervisor to exit by itself; returns its exit code. */
+  async waitExit(id: number, timeoutMs: number): Promise<number> {
+    const r = this.#running.get(id);
+    if (!r) throw new Error(`Node ${id} is not running`);
+    const timer = setTimeout(() => killPid(r.proc.pid, "SIGKILL"), timeoutMs);
+    const status = await r.proc.status;
+    clearTimeout(timer);
+    await r.done;
+    this.#running.delete(id);
+    return status.code;
+  }
+
   isRunning(id: number): boolean {
     return this.#running.has(id);
   }
@@ -189,6 +201,34 @@ export class TestCluster {
     return leader!;
   }
 
+  /** Waits until every running node's client and read ports answer PING.
+   * Supervisors vote, not role processes: a leader can be elected while some
+   * follower's role process is still starting and its ports refuse. */
+  async waitForPorts(timeoutMs = 15000): Promise<void> {
+    for (const n of this.nodes.filter((x) => this.#running.has(x.id))) {
+      for (const port of [n.clientPort, n.readPort]) {
+        await waitUntil(
+          async () => {
+            try {
+              return (await this.call(port, ["PING"], 1000)).kind === "simple";
+            } catch {
+              return false;
+            }
+          },
+          timeoutMs,
+          `node ${n.id}'s port ${port} to answer PING`,
+        );
+      }
+    }
+  }
+
+  /** waitForLeader, then waitForPorts: the whole cluster is serving. */
+  async waitForCluster(timeoutMs = 15000): Promise<number> {
+    const leader = await this.waitForLeader(timeoutMs);
+    await this.waitForPorts(timeoutMs);
+    return leader;
+  }
+
   log(id: number): string {
     return (this.#output.get(id) ?? []).join("\n");
   }
@@ -272,4 +312,85 @@ export function text(r: Reply): string {
     case "array":
       return `[${(r.value ?? []).map(text).join(", ")}]`;
   }
+}
+
+// ---- helpers shared by the integration tests ---------------------------------
+
+/** Repository root: the working directory for CLI subprocesses. */
+export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
+
+export interface ProcessResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs a program to completion; after `timeoutMs` that one child is killed. */
+export async function runProcess(
+  program: string,
+  args: readonly string[],
+  timeoutMs = 20_000,
+): Promise<ProcessResult> {
+  const out = await new Deno.Command(program, {
+    args: [...args],
+    cwd: repoRoot,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(timeoutMs),
+  }).output();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+/** `kvstore client …` as a subprocess (`deno run -A main.ts client …`). */
+export function runCli(args: readonly string[], timeoutMs = 20_000): Promise<ProcessResult> {
+  return runProcess(Deno.execPath(), ["run", "-A", mainTs, "client", ...args], timeoutMs);
+}
+
+/** Node `id`'s WAL file (`nodeN.log` in the data directory), "" if it is missing. */
+export async function readWal(cluster: TestCluster, id: number): Promise<string> {
+  try {
+    return await Deno.readTextFile(`${cluster.dir}/node${id}.log`);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return "";
+    throw e;
+  }
+}
+
+/** The WAL's complete lines, without their "\n". */
+export async function readWalLines(cluster: TestCluster, id: number): Promise<string[]> {
+  const lines = (await readWal(cluster, id)).split("\n");
+  lines.pop(); // the part after the last "\n": empty, or a torn line being written
+  return lines;
+}
+
+/** GET `key` on `port` (no redirects), or null when the port does not answer. */
+export async function tryGet(
+  cluster: TestCluster,
+  port: number,
+  key: string,
+): Promise<string | null> {
+  try {
+    return text(await cluster.call(port, ["GET", key], 1000));
+  } catch {
+    return null;
+  }
+}
+
+/** Polls GET `key` on `port` until it reads `expected` ("(nil)" for a missing key). */
+export async function waitForValue(
+  cluster: TestCluster,
+  port: number,
+  key: string,
+  expected: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  let last: string | null = null;
+  await waitUntil(
+    async () => (last = await tryGet(cluster, port, key)) === expected,
+    timeoutMs,
+    `GET ${key} on port ${port} to read ${JSON.stringify(expected)}`,
+  ).catch((e) => {
+    throw new Error(`${(e as Error).message}; last reply ${JSON.stringify(last)}`);
+  });
 }
