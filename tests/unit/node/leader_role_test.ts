@@ -46,7 +46,7 @@ Deno.test("leader: a HELLO from a non-peer (its own id, or one not in the cluste
   const self = defaultCluster().nodes[0]!;
   const leader = new LeaderRole(1, self, [2, 3, 4], state, quiet);
   const impostors = [new FakeConn(), new FakeConn()];
-  const served = impostors.map((c, i) => leader.serveFollower(c as unknown as Deno.Conn));
+  const served = impostors.map((c) => leader.serveFollower(c as unknown as Deno.Conn));
   impostors[0]!.feed(encodeHello(1, 1, 0, 0)); // claims to be the leader itself
   impostors[1]!.feed(encodeHello(99, 1, 0, 0)); // not in the cluster at all
   await new Promise((r) => setTimeout(r, 20));
