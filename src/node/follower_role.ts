@@ -280,9 +280,10 @@ export class FollowerRole {
     for (const line of m.lines) {
       const d = decodeWalLine(line);
       if (!d.ok) throw new Error(`bad WAL line from the leader: ${d.error}`);
-      const full = new Uint8Array(line.length + 1);
-      full.set(line);
-      full[line.length] = 0x0a;
+      // The parser hands out views of the batch body, where each line is
+      // followed by its "\n": widen the view by one byte rather than copy.
+      const full = new Uint8Array(line.buffer, line.byteOffset, line.length + 1);
+      if (full[line.length] !== 0x0a) throw new Error("WAL line from the leader lost its newline");
       records.push({ record: d.record, line: full });
     }
     const entries = assignTerms(m.prevIndex, m.prevTerm, term, records);

@@ -140,10 +140,9 @@ export class LeaderRole {
     return {
       redisRole: "master",
       get: (key, ctx) => this.#linearizableGet(key, ctx),
-      set: (key, value, ctx) =>
-        this.#write([{ op: "SET", key: key.slice(), value: value.slice() }], ctx),
-      del: (keys, ctx) =>
-        this.#write(keys.map((k) => ({ op: "DEL" as const, key: k.slice() })), ctx),
+      // No copies: the RESP parser's argument views are never written again.
+      set: (key, value, ctx) => this.#write([{ op: "SET", key, value }], ctx),
+      del: (keys, ctx) => this.#write(keys.map((key) => ({ op: "DEL" as const, key })), ctx),
       info: () => this.#info(),
     };
   }

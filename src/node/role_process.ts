@@ -31,6 +31,9 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
     log.info("SIGTERM, exiting");
     Deno.exit(0);
   });
+  // Ctrl-C in a terminal reaches the whole process group: leave it to the
+  // supervisor, which stops us with SIGTERM, so the exit is not taken for a crash.
+  Deno.addSignalListener("SIGINT", () => {});
   // Listen to the supervisor before loading the WAL, which can take a while:
   // a fence must be answered at once, and until the log is loaded we
   // acknowledge nothing, so "not loaded" (-1) is a complete answer.

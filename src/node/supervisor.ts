@@ -111,7 +111,13 @@ export class Supervisor {
           continue;
         }
         if (ev.kind === "tick") this.#tickQueued = false;
-        await this.#handle(ev);
+        try {
+          await this.#handle(ev);
+        } catch (e) {
+          // Most likely the term/vote file could not be written (disk full,
+          // permissions). Going on without it could vote twice in a term.
+          this.#fatal = `cannot continue safely: ${(e as Error).message}`;
+        }
       }
     } finally {
       clearInterval(ticker);
