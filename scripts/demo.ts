@@ -509,7 +509,7 @@ async function drill(opts: Options): Promise<void> {
     });
   }
   if (defaults) {
-    say("  The request's default ports are free, so no cluster file is needed:");
+    say("  The default ports are free, so no cluster file is needed:");
   } else {
     clusterFile = `${tmpDir}/cluster.json`;
     const file = { nodes: nodes.map((n) => ({ id: n.id, host, ...portsOf(n) })) };

@@ -359,6 +359,11 @@ async function runCommand(
     default: {
       const reply = await request(host, port, [inv.command, ...inv.args], opts);
       if (reply.kind === "error") throw unexpected(inv.command, reply);
+      if (name === "INFO" && reply.kind === "bulk" && reply.value !== null) {
+        // Like redis-cli: INFO is a text report, shown as its lines.
+        await out(new TextDecoder().decode(reply.value).replaceAll("\r\n", "\n"));
+        return 0;
+      }
       await out(formatReply(reply).map((line) => `${line}\n`).join(""));
       return 0;
     }

@@ -29,6 +29,10 @@ export async function runMain(argv: string[]): Promise<number> {
     case "follower": {
       const opts = await parseNodeArgs(rest, command === "leader");
       if (!opts.ok) {
+        if (!opts.usage) {
+          console.error(`error: ${opts.error}`);
+          return 3;
+        }
         console.error(`error: ${opts.error}\n\n${usage}`);
         return 2;
       }

@@ -13,7 +13,10 @@ export interface NodeOptions {
   readonly term: number | undefined;
 }
 
-export type NodeArgs = { ok: true; value: NodeOptions } | { ok: false; error: string };
+export type NodeArgs =
+  | { ok: true; value: NodeOptions }
+  /** `usage`: the command line is wrong; otherwise the cluster file is. */
+  | { ok: false; error: string; usage: boolean };
 
 /** Parses `<N> [--cluster F] [--data-dir D] [--log-level L] [--term T]`. */
 export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<NodeArgs> {
@@ -30,25 +33,34 @@ export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<
       },
     });
   } catch (e) {
-    return { ok: false, error: (e as Error).message };
+    return { ok: false, error: (e as Error).message, usage: true };
   }
   const [idText, ...extra] = parsed.positionals;
   if (idText === undefined || extra.length > 0 || !/^\d+$/.test(idText)) {
     return {
       ok: false,
       error: `Expected one node number, got ${JSON.stringify(parsed.positionals)}`,
+      usage: true,
     };
   }
   const cluster = await loadCluster(parsed.values.cluster);
-  if (!cluster.ok) return cluster;
+  if (!cluster.ok) return { ...cluster, usage: false };
   const self = findNode(cluster.value, Number(idText));
   if (!self) {
     const ids = cluster.value.nodes.map((n) => n.id).join(", ");
-    return { ok: false, error: `Node ${idText} is not in the cluster (nodes: ${ids})` };
+    return {
+      ok: false,
+      error: `Node ${idText} is not in the cluster (nodes: ${ids})`,
+      usage: false,
+    };
   }
   const logLevel = parseLevel(parsed.values["log-level"] ?? "info");
   if (logLevel === null) {
-    return { ok: false, error: `Unknown log level ${JSON.stringify(parsed.values["log-level"])}` };
+    return {
+      ok: false,
+      error: `Unknown log level ${JSON.stringify(parsed.values["log-level"])}`,
+      usage: true,
+    };
   }
   let term: number | undefined;
   if (needTerm) {
@@ -57,6 +69,7 @@ export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<
       return {
         ok: false,
         error: `A role process needs --term N (N ≥ 1), got ${JSON.stringify(t)}`,
+        usage: true,
       };
     }
     term = Number(t);

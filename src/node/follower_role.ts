@@ -51,13 +51,15 @@ export class FollowerRole {
   #conn: Deno.Conn | null = null;
   /** False until this process has heard from a leader: before that our
    * commit index is unknown and reads would wrongly answer "not found". */
-  #heardFromLeader = false;
+  #heardFromLeader: boolean;
 
   constructor(opts: NodeOptions, state: ReplicaState, log: Log) {
     this.#opts = opts;
     this.#self = opts.self;
     this.#state = state;
     this.#log = log;
+    // A commit index recorded by an earlier run is as good as a leader's word.
+    this.#heardFromLeader = state.commitIndex > 0;
   }
 
   get position(): { lastIndex: number; lastTerm: number } {
@@ -119,7 +121,9 @@ export class FollowerRole {
       ...this.clientData,
       get: (key) => {
         if (!this.#heardFromLeader) {
-          return encodeError("TRYAGAIN this follower has not heard from a leader since it started");
+          return encodeError(
+            "TRYAGAIN this follower does not know what is committed yet (no leader heard from)",
+          );
         }
         return encodeBulk(this.#state.kv.get(key) ?? null);
       },

@@ -12,6 +12,7 @@ import { type LogEntry, RaftLog } from "../raft/log.ts";
 import { invariant, type LogIndex } from "../raft/types.ts";
 import { type ApplyResult, KvStore } from "../kv/store.ts";
 import { WalFile } from "../storage/wal_file.ts";
+import { readCommitHint, writeCommitHint } from "../storage/commit_hint.ts";
 
 export function walPath(dataDir: string, nodeId: number): string {
   return `${dataDir.replace(/\/+$/, "") || "."}/node${nodeId}.log`;
@@ -36,7 +37,7 @@ export class ReplicaState {
 
   /** Loads the WAL (creating it if missing). A torn tail is cut off with a
    * WARN; damage before the last line throws, naming the file and line. */
-  static async open(path: string, log: Log): Promise<ReplicaState> {
+  static async open(path: string, log: Log, commitHintPath?: string): Promise<ReplicaState> {
     const opened = await WalFile.open(path);
     if (opened.tornTail !== null) {
       const t = opened.tornTail;
@@ -53,8 +54,41 @@ export class ReplicaState {
     const offsets = opened.entries.map((e) => e.offset);
     const last = opened.entries.at(-1);
     const end = last ? last.offset + last.line.length : 0;
-    log.info(`loaded ${path}: ${entries.length} entries, last term ${last?.term ?? 0}`);
-    return new ReplicaState(opened.wal, entries, offsets, end);
+    const state = new ReplicaState(opened.wal, entries, offsets, end);
+    if (commitHintPath !== undefined) {
+      state.#commitHintPath = commitHintPath;
+      const hint = await readCommitHint(commitHintPath);
+      // Never beyond our own log: entries up to the hint that we hold are
+      // committed ones, whatever happened to the WAL's tail since.
+      state.commitTo(Math.min(hint, state.log.lastIndex));
+      state.#savedCommitIndex = state.commitIndex;
+    }
+    log.info(
+      `loaded ${path}: ${entries.length} entries, last term ${last?.term ?? 0}, ` +
+        `known committed up to ${state.commitIndex}`,
+    );
+    return state;
+  }
+
+  #commitHintPath: string | null = null;
+  #savedCommitIndex: LogIndex = 0;
+  #savingHint = false;
+
+  /** Records the commit index for the next start (see commit_hint.ts); cheap
+   * to call often, writes only when it moved. */
+  async saveCommitHint(): Promise<void> {
+    const path = this.#commitHintPath;
+    const index = this.#commitIndex;
+    if (path === null || this.#savingHint || index <= this.#savedCommitIndex) return;
+    this.#savingHint = true;
+    try {
+      await writeCommitHint(path, index);
+      this.#savedCommitIndex = index;
+    } catch {
+      // Only a hint: the next start asks a leader instead.
+    } finally {
+      this.#savingHint = false;
+    }
   }
 
   get commitIndex(): LogIndex {
