@@ -282,7 +282,7 @@ export class FollowerRole {
     }
     const records = [];
     for (const line of m.lines) {
-      const d = decodeWalLine(line);
+      const d = decodeWalLine(line, { share: true });
       if (!d.ok) throw new Error(`bad WAL line from the leader: ${d.error}`);
       // The parser hands out views of the batch body, where each line is
       // followed by its "\n": widen the view by one byte rather than copy.

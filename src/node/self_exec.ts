@@ -7,5 +7,8 @@ import { fileURLToPath } from "node:url";
 export function selfCommand(args: readonly string[]): { cmd: string; args: string[] } {
   if (Deno.build.standalone) return { cmd: Deno.execPath(), args: [...args] };
   const main = fileURLToPath(new URL("../../main.ts", import.meta.url));
-  return { cmd: Deno.execPath(), args: ["run", "-A", "--no-prompt", main, ...args] };
+  return {
+    cmd: Deno.execPath(),
+    args: ["run", "-A", "--no-prompt", "--v8-flags=--max-semi-space-size=64", main, ...args],
+  };
 }

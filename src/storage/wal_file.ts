@@ -84,7 +84,9 @@ export function parseWal(bytes: Uint8Array): ParseWalResult {
       return torn(`Last line has no newline (torn write of ${content.length} bytes)`);
     }
 
-    const decoded = decodeWalLine(content);
+    // Entries keep their line (a view of the bytes read), so their key and
+    // value may be views too.
+    const decoded = decodeWalLine(content, { share: true });
     if (!decoded.ok) {
       // A torn multi-page append can persist the page holding the final "\n"
       // but not the page before it; only the last line can be such garbage.
