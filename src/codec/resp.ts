@@ -23,6 +23,7 @@
 import {
   argCountMax as defaultArgCountMax,
   bulkBytesMax as defaultBulkBytesMax,
+  commandBytesMax as defaultCommandBytesMax,
   inlineBytesMax as defaultInlineBytesMax,
 } from "../config/limits.ts";
 
@@ -37,6 +38,9 @@ export interface RequestLimits {
   argCountMax: number;
   bulkBytesMax: number;
   inlineBytesMax: number;
+  /** Whole multibulk command, framing included: without it, many large
+   * arguments could make one command need gigabytes before it completes. */
+  commandBytesMax?: number;
 }
 
 export type ParsedRequest =
@@ -103,6 +107,7 @@ const defaultRequestLimits: RequestLimits = Object.freeze({
   argCountMax: defaultArgCountMax,
   bulkBytesMax: defaultBulkBytesMax,
   inlineBytesMax: defaultInlineBytesMax,
+  commandBytesMax: defaultCommandBytesMax,
 });
 
 // Results of ByteQueue.findLengthLine besides the CR's offset.
@@ -250,7 +255,7 @@ type RequestPhase = "idle" | "count" | "bulkHeader" | "bulkData" | "inline" | "e
  * proportional to the new bytes only: it keeps its place inside a request.
  */
 export class RequestParser {
-  readonly #limits: RequestLimits;
+  readonly #limits: Required<RequestLimits>;
   readonly #queue = new ByteQueue();
   #phase: RequestPhase = "idle";
   #error: FramingError = { kind: "error", message: "" };
@@ -279,7 +284,13 @@ export class RequestParser {
         throw new RangeError(`Request limit ${name} must be a positive integer, got ${value}`);
       }
     }
-    this.#limits = { argCountMax, bulkBytesMax, inlineBytesMax };
+    const commandBytesMax = limits.commandBytesMax ?? defaultCommandBytesMax;
+    if (!Number.isSafeInteger(commandBytesMax) || commandBytesMax < 1) {
+      throw new RangeError(
+        `Request limit commandBytesMax must be a positive integer, got ${commandBytesMax}`,
+      );
+    }
+    this.#limits = { argCountMax, bulkBytesMax, inlineBytesMax, commandBytesMax };
   }
 
   /** Bytes received and not yet returned as a command, a partly received one included. */
@@ -336,6 +347,10 @@ export class RequestParser {
           const bulkBytes = cr < 0 ? NaN : queue.parseInteger(cursor + 1, cr, lengthDigitsMax);
           if (Number.isNaN(bulkBytes) || bulkBytes < 0 || bulkBytes > this.#limits.bulkBytesMax) {
             return this.#fail("invalid bulk length");
+          }
+          // The cursor counts from the start of this command.
+          if (cr + 2 + bulkBytes + 2 > this.#limits.commandBytesMax) {
+            return this.#fail(`command larger than ${this.#limits.commandBytesMax} bytes`);
           }
           this.#cursor = cr + 2;
           this.#bulkBytes = bulkBytes;

@@ -14,6 +14,10 @@ export const argCountMax = 64 * 1024;
 /** Longest single bulk string a client may send: a value plus slack. */
 export const bulkBytesMax = valueBytesMax + 1024;
 
+/** Largest whole command a client may send (all its arguments and framing):
+ * a maximal SET fits; a DEL naming gigabytes of keys does not. */
+export const commandBytesMax = 32 * 1024 * 1024;
+
 /** Longest inline command line (the plain-text `SET k v` form). */
 export const inlineBytesMax = 64 * 1024;
 
@@ -32,3 +36,9 @@ export const replicationHeaderBytesMax = 1024;
 
 /** Longest control-plane message line between supervisors. */
 export const controlMessageBytesMax = 64 * 1024;
+
+/** Highest Raft term a node accepts from anyone. Real clusters never get near
+ * it (an election every millisecond would take 35 years), and a forged or
+ * corrupt message with a term near 2^53 would otherwise leave every later
+ * campaign with a term no node can represent exactly. */
+export const termMax = 2 ** 40;

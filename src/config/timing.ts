@@ -25,6 +25,13 @@ export const requestTimeoutMs = 5000;
  * before killing it: either way, the old role can no longer acknowledge. */
 export const fenceTimeoutMs = 1000;
 
+/** The supervisor pings its role process this often once it is ready, and
+ * kills it (then restarts it; a leader's node steps down) when no answer came
+ * for `roleUnresponsiveMs`: a frozen or wedged leader must not hold the
+ * cluster without writes. Well above GC pauses and scheduling stalls. */
+export const rolePingIntervalMs = 250;
+export const roleUnresponsiveMs = 1500;
+
 /** Role process restarts after a crash: first delay, cap, and the count in
  * `crashLoopWindowMs` that we report as a crash loop. */
 export const restartBackoffMsMin = 100;

@@ -7,7 +7,7 @@
 // Malformed input is logged and dropped; the connection that sent it closes.
 
 import type { Cluster, NodeAddress } from "../config/cluster.ts";
-import { controlMessageBytesMax } from "../config/limits.ts";
+import { controlMessageBytesMax, termMax } from "../config/limits.ts";
 import { peerReconnectMsMax } from "../config/timing.ts";
 import type { Log } from "../log.ts";
 import type { ControlMessage } from "../raft/election.ts";
@@ -24,9 +24,13 @@ export function validateControlMessage(raw: unknown, cluster: Cluster): ControlM
   if (typeof raw !== "object" || raw === null) return null;
   const m = raw as Record<string, unknown>;
   if (!isInt(m.from) || !cluster.nodes.some((n) => n.id === m.from) || !isInt(m.term)) return null;
+  if (m.term > termMax) return null;
   switch (m.kind) {
     case "RequestVote":
-      if (!isInt(m.lastLogIndex) || !isInt(m.lastLogTerm) || typeof m.preVote !== "boolean") {
+      if (
+        !isInt(m.lastLogIndex) || !isInt(m.lastLogTerm) || m.lastLogTerm > termMax ||
+        typeof m.preVote !== "boolean"
+      ) {
         return null;
       }
       return {

@@ -11,7 +11,9 @@ export type ToRole =
   | { readonly kind: "leader"; readonly term: number; readonly leaderId: number | null }
   /** Follower only: this node won `term`; become its leader in place, keeping
    * the loaded log and state (no reload, so failover does not grow with data). */
-  | { readonly kind: "lead"; readonly term: number };
+  | { readonly kind: "lead"; readonly term: number }
+  /** Liveness: answered at once with a pong carrying the same id. */
+  | { readonly kind: "ping"; readonly id: number };
 
 export type FromRole =
   | { readonly kind: "ready"; readonly lastIndex: number; readonly lastTerm: number }
@@ -22,6 +24,7 @@ export type FromRole =
     readonly lastIndex: number;
     readonly lastTerm: number;
   }
+  | { readonly kind: "pong"; readonly id: number }
   /** The role saw a higher term on the replication stream. */
   | { readonly kind: "higherTerm"; readonly term: number };
 

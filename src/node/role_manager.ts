@@ -17,6 +17,8 @@ import {
   fenceTimeoutMs,
   restartBackoffMsMax,
   restartBackoffMsMin,
+  rolePingIntervalMs,
+  roleUnresponsiveMs,
 } from "../config/timing.ts";
 import type { Log } from "../log.ts";
 import type { LogPosition } from "../raft/types.ts";
@@ -34,6 +36,10 @@ interface Child {
   readonly exited: Promise<number>;
   stopping: boolean;
   done: boolean;
+  /** Set by the role's first "ready": liveness is checked from then on (not
+   * while it loads its WAL, which may keep its event loop busy for a while). */
+  ready: boolean;
+  lastPongMs: number;
 }
 
 export interface RoleEvents {
@@ -83,11 +89,33 @@ export class RoleManager {
   #shuttingDown = false;
   #restartTimer: ReturnType<typeof setTimeout> | null = null;
 
+  #pingTimer: ReturnType<typeof setInterval>;
+  #pingSeq = 0;
+
   constructor(baseArgs: string[], walPath: string, log: Log, events: RoleEvents) {
     this.#baseArgs = baseArgs;
     this.#walPath = walPath;
     this.#log = log;
     this.#events = events;
+    this.#pingTimer = setInterval(() => this.#checkLiveness(Date.now()), rolePingIntervalMs);
+  }
+
+  #checkLiveness(nowMs: number): void {
+    const child = this.#child;
+    if (child === null || child.done || child.stopping || !child.ready) return;
+    const silentMs = nowMs - child.lastPongMs;
+    if (silentMs > roleUnresponsiveMs) {
+      this.#log.warn(
+        `${child.kind} role process pid ${child.proc.pid} has not answered for ${silentMs} ms; killing it`,
+      );
+      try {
+        child.proc.kill("SIGKILL"); // its exit is handled like a crash
+      } catch {
+        // already gone
+      }
+      return;
+    }
+    this.#send(child, { kind: "ping", id: ++this.#pingSeq });
   }
 
   get fencedTerm(): number {
@@ -121,6 +149,7 @@ export class RoleManager {
 
   async stop(): Promise<void> {
     this.#shuttingDown = true;
+    clearInterval(this.#pingTimer);
     if (this.#restartTimer !== null) clearTimeout(this.#restartTimer);
     await this.#enqueue(() => this.#stopChild("SIGTERM"));
   }
@@ -215,6 +244,8 @@ export class RoleManager {
       exited: proc.status.then((s) => s.code),
       stopping: false,
       done: false,
+      ready: false,
+      lastPongMs: 0,
     };
     this.#child = child;
     this.#log.info(
@@ -241,8 +272,11 @@ export class RoleManager {
         const m = item.value as FromRole;
         if (m.kind === "fenced") this.#fenceWaiters.get(m.id)?.(m);
         else if (m.kind === "higherTerm") this.#events.onHigherTerm(m.term);
+        else if (m.kind === "pong") child.lastPongMs = Date.now();
         else if (m.kind === "ready") {
           this.#lastPosition = { lastIndex: m.lastIndex, lastTerm: m.lastTerm };
+          child.ready = true;
+          child.lastPongMs = Date.now();
         }
       }
     } catch {

@@ -49,6 +49,11 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
   let inbox: Promise<void> = Promise.resolve();
   let onMessage: (m: ToRole) => Promise<void> = async () => {};
   watchSupervisor((m) => {
+    if (m.kind === "ping") {
+      // Straight from the event loop, ahead of queued work: it shows we are alive.
+      sendToSupervisor({ kind: "pong", id: m.id });
+      return;
+    }
     if (m.kind === "fence" && !loaded) {
       fencedTerm = Math.max(fencedTerm, m.term);
       sendToSupervisor({ kind: "fenced", id: m.id, term: fencedTerm, lastIndex: -1, lastTerm: -1 });
@@ -140,6 +145,8 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
       case "leader":
         follower?.setLeader(m.term, m.leaderId);
         return;
+      case "ping":
+        return; // answered on arrival
       case "lead": {
         if (leader !== null || follower === null) return;
         if (m.term < fencedTerm) {

@@ -19,6 +19,7 @@ import {
   tickMs,
 } from "../config/timing.ts";
 import { type Log, logger, setupLogging } from "../log.ts";
+import { termMax } from "../config/limits.ts";
 import { type ControlMessage, ElectionCore, type ElectionEffect } from "../raft/election.ts";
 import { Prng } from "../raft/prng.ts";
 import { invariant, type LogPosition } from "../raft/types.ts";
@@ -66,7 +67,13 @@ export class Supervisor {
       onUnexpectedExit: (kind) => {
         if (kind === "leader") this.#push({ kind: "leaderRoleLost" });
       },
-      onHigherTerm: (term) => this.#push({ kind: "higherTerm", term }),
+      onHigherTerm: (term) => {
+        if (term > termMax) {
+          this.#log.warn(`ignoring term ${term} from the replication stream: above ${termMax}`);
+          return;
+        }
+        this.#push({ kind: "higherTerm", term });
+      },
       onFatal: (reason) => {
         this.#fatal = reason;
         this.#wake?.();

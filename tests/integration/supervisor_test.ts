@@ -3,6 +3,7 @@
 // cluster file's host names.
 
 import assert from "node:assert/strict";
+import { request } from "../../src/client/client.ts";
 import {
   killPid,
   readWalLines,
@@ -115,5 +116,28 @@ Deno.test("supervisor: redirects carry the leader's host exactly as the cluster 
   const f = cluster.nodes.find((n) => n.id !== leader)!;
   const reply = await cluster.call(f.clientPort, ["SET", "a", "b"]);
   assert.equal(text(reply), `-REDIRECT localhost ${cluster.node(leader).clientPort}`);
+  cluster.pass();
+});
+
+Deno.test("supervisor: a frozen leader role process (SIGSTOP) is killed and another node takes over", async () => {
+  // Regression: the supervisor only noticed a role process that exited, so a
+  // wedged leader role held the cluster without writes for as long as it hung.
+  await using cluster = await startCluster(4);
+  await cluster.waitForCluster();
+  const leader = await cluster.waitForLeader();
+  const role = cluster.rolePid(leader)!;
+  killPid(role, "SIGSTOP");
+  try {
+    const other = cluster.nodes.find((n) => n.id !== leader)!;
+    const reply = await request("127.0.0.1", other.clientPort, ["SET", "after", "freeze"], {
+      timeoutMs: 15000,
+    });
+    assert.equal(text(reply), "OK");
+    const now = await cluster.leaderId();
+    assert.ok(now !== null && now !== leader, `a new leader, not the frozen node ${leader}`);
+    assert.match(cluster.log(leader), /has not answered for \d+ ms; killing it/);
+  } finally {
+    killPid(role, "SIGCONT");
+  }
   cluster.pass();
 });

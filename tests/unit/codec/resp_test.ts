@@ -636,3 +636,23 @@ function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+Deno.test("RequestParser: a command whose arguments add up past commandBytesMax is refused as its header arrives", () => {
+  // Regression: 65536 arguments of 16 MiB each were accepted one by one, so a
+  // single unfinished command could make the node buffer gigabytes.
+  const parser = new RequestParser({
+    argCountMax: 100,
+    bulkBytesMax: 1000,
+    inlineBytesMax: 100,
+    commandBytesMax: 2500,
+  });
+  const enc = new TextEncoder();
+  parser.push(enc.encode(`*5\r\n$3\r\nDEL\r\n$1000\r\n${"a".repeat(1000)}\r\n`));
+  assert.equal(parser.next().kind, "incomplete");
+  parser.push(enc.encode(`$1000\r\n${"b".repeat(1000)}\r\n`));
+  assert.equal(parser.next().kind, "incomplete");
+  parser.push(enc.encode("$1000\r\n"));
+  const r = parser.next();
+  assert.equal(r.kind, "error");
+  assert.match(r.kind === "error" ? r.message : "", /command larger than 2500 bytes/);
+});
