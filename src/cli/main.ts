@@ -10,7 +10,8 @@ import { roleMain } from "../node/role_process.ts";
 export const usage = `kvstore — a replicated key-value store
 
 usage:
-  kvstore run <N> [--cluster FILE] [--data-dir DIR] [--log-level debug|info|warn|error]
+  kvstore run <N> [--cluster FILE] [--data-dir DIR] [--secret-file FILE]
+                [--log-level debug|info|warn|error]
       run node N's supervisor (it starts the leader/follower role process itself)
   kvstore client [--timeout-ms N] [--verbose] <host> <port> SET <key> <value>
   kvstore client … <host> <port> GET <key>

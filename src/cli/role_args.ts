@@ -3,6 +3,7 @@
 import { parseArgs } from "node:util";
 import { type Cluster, findNode, loadCluster, type NodeAddress } from "../config/cluster.ts";
 import { type LevelName, parseLevel } from "../log.ts";
+import { loadPeerAuth, type PeerAuth } from "../net/peer_auth.ts";
 
 export interface NodeOptions {
   readonly cluster: Cluster;
@@ -11,6 +12,9 @@ export interface NodeOptions {
   readonly dataDir: string;
   readonly logLevel: LevelName;
   readonly term: number | undefined;
+  /** Shared cluster secret for node-to-node connections; null: none. */
+  readonly auth: PeerAuth | null;
+  readonly secretFile: string | undefined;
 }
 
 export type NodeArgs =
@@ -30,6 +34,7 @@ export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<
         "data-dir": { type: "string" },
         "log-level": { type: "string" },
         term: { type: "string" },
+        "secret-file": { type: "string" },
       },
     });
   } catch (e) {
@@ -74,9 +79,18 @@ export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<
     }
     term = Number(t);
   }
+  let auth: PeerAuth | null = null;
+  const secretFile = parsed.values["secret-file"];
+  if (secretFile !== undefined) {
+    const loaded = await loadPeerAuth(secretFile);
+    if (!loaded.ok) return { ok: false, error: loaded.error, usage: false };
+    auth = loaded.value;
+  }
   return {
     ok: true,
     value: {
+      auth,
+      secretFile,
       cluster: cluster.value,
       self,
       clusterFile: parsed.values.cluster,

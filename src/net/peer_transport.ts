@@ -11,6 +11,7 @@ import { controlMessageBytesMax, termMax } from "../config/limits.ts";
 import { peerReconnectMsMax } from "../config/timing.ts";
 import type { Log } from "../log.ts";
 import type { ControlMessage } from "../raft/election.ts";
+import { acceptPeer, dialPeer, type PeerAuth } from "./peer_auth.ts";
 
 const queueMessagesMax = 64;
 const encoder = new TextEncoder();
@@ -69,6 +70,7 @@ export class PeerTransport {
   readonly #self: NodeAddress;
   readonly #cluster: Cluster;
   readonly #log: Log;
+  readonly #auth: PeerAuth | null;
   readonly #onMessage: (m: ControlMessage) => void;
   readonly #outbound = new Map<number, Outbound>();
   readonly #listener: Deno.Listener;
@@ -78,9 +80,11 @@ export class PeerTransport {
   constructor(
     self: NodeAddress,
     cluster: Cluster,
+    auth: PeerAuth | null,
     onMessage: (m: ControlMessage) => void,
     log: Log,
   ) {
+    this.#auth = auth;
     this.#self = self;
     this.#cluster = cluster;
     this.#onMessage = onMessage;
@@ -134,6 +138,21 @@ export class PeerTransport {
     const buf = new Uint8Array(16 * 1024);
     let pending = "";
     try {
+      // With a cluster secret, only a proven peer gets heard, and only as itself.
+      let sender: number | null = null;
+      if (this.#auth !== null) {
+        try {
+          sender = await acceptPeer(
+            conn,
+            this.#auth,
+            "control",
+            (id) => id !== this.#self.id && this.#cluster.nodes.some((n) => n.id === id),
+          );
+        } catch (e) {
+          this.#log.warn(`refusing a control connection: ${(e as Error).message}`);
+          return;
+        }
+      }
       for (;;) {
         const n = await conn.read(buf);
         if (n === null) return;
@@ -149,7 +168,7 @@ export class PeerTransport {
             raw = undefined;
           }
           const m = validateControlMessage(raw, this.#cluster);
-          if (m === null) {
+          if (m === null || (sender !== null && m.from !== sender)) {
             this.#log.warn(
               `dropping malformed control message ${JSON.stringify(line.slice(0, 80))}`,
             );
@@ -190,10 +209,27 @@ export class PeerTransport {
         delayMs = Math.min(delayMs * 2, peerReconnectMsMax);
         continue;
       }
-      warned = false;
-      delayMs = 50;
       (conn as Deno.TcpConn).setNoDelay(true);
       this.#conns.add(conn);
+      if (this.#auth !== null) {
+        try {
+          await dialPeer(conn, this.#auth, "control", this.#self.id);
+        } catch (e) {
+          if (!warned) this.#log.warn(`node ${out.peer.id} control port: ${(e as Error).message}`);
+          warned = true;
+          this.#conns.delete(conn);
+          try {
+            conn.close();
+          } catch {
+            // already closed
+          }
+          await new Promise((r) => setTimeout(r, delayMs));
+          delayMs = Math.min(delayMs * 2, peerReconnectMsMax);
+          continue;
+        }
+      }
+      warned = false;
+      delayMs = 50;
       // Our dials only write; a read resolving means the peer closed.
       let peerClosed = false;
       conn.read(new Uint8Array(1)).then(() => {

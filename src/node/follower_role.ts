@@ -37,6 +37,7 @@ import type { NodeOptions } from "../cli/role_args.ts";
 import { type DataCommands } from "./commands.ts";
 import { ReplicaState } from "./replica_state.ts";
 import { sendToSupervisor } from "./role_ipc.ts";
+import { dialPeer } from "../net/peer_auth.ts";
 
 export class FollowerRole {
   readonly #self: NodeAddress;
@@ -167,6 +168,9 @@ export class FollowerRole {
       backoffMs = reconnectBackoffMsMin;
       const pos = this.#state.log.position;
       try {
+        if (this.#opts.auth !== null) {
+          await dialPeer(conn, this.#opts.auth, "replication", this.#self.id);
+        }
         await writeAll(conn, encodeHello(this.#self.id, term, pos.lastIndex, pos.lastTerm));
         this.#log.info(`sent HELLO ${pos.lastIndex} (term ${term}) to node ${leader.id}`);
         await this.#stream(conn, generation, term);

@@ -32,6 +32,7 @@ import { commitIndexFor } from "../raft/replication.ts";
 import { invariant, type LogIndex, quorumOf } from "../raft/types.ts";
 import { type DataCommands, OK, type ReplyBytes } from "./commands.ts";
 import type { CommandContext } from "../net/resp_server.ts";
+import { acceptPeer, type PeerAuth } from "../net/peer_auth.ts";
 import { ReplicaState } from "./replica_state.ts";
 import { sendToSupervisor } from "./role_ipc.ts";
 
@@ -93,6 +94,7 @@ export class LeaderRole {
   readonly #quorum: number;
   /** Only these may follow us: each counts once toward a quorum. */
   readonly #peerIds: Set<number>;
+  readonly #auth: PeerAuth | null;
   /** Index of our own TERM marker: reads wait until it is committed (§6.4). */
   readonly #termStartIndex: LogIndex;
   #links = new Map<number, FollowerLink>();
@@ -113,7 +115,9 @@ export class LeaderRole {
     peerIds: readonly number[],
     state: ReplicaState,
     log: Log,
+    auth: PeerAuth | null = null,
   ) {
+    this.#auth = auth;
     this.#term = term;
     this.#self = self;
     this.#peerIds = new Set(peerIds);
@@ -416,7 +420,16 @@ export class LeaderRole {
     const parser = new ReplicationParser();
     const buf = new Uint8Array(64 * 1024);
     let link: FollowerLink | null = null;
+    let proven: number | null = null;
     try {
+      if (this.#auth !== null) {
+        try {
+          proven = await acceptPeer(conn, this.#auth, "replication", (id) => this.#peerIds.has(id));
+        } catch (e) {
+          this.#log.warn(`refusing a replication connection: ${(e as Error).message}`);
+          return;
+        }
+      }
       for (;;) {
         const n = await conn.read(buf);
         if (n === null) break;
@@ -429,6 +442,10 @@ export class LeaderRole {
             throw new Error(r.message);
           }
           if (link === null) {
+            if (proven !== null && r.message.kind === "HELLO" && r.message.nodeId !== proven) {
+              this.#log.warn(`node ${proven} said HELLO as node ${r.message.nodeId}; dropping it`);
+              return;
+            }
             link = this.#onHello(conn, r.message);
             if (link === null) return;
           } else {

@@ -87,7 +87,7 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
 
   const lead = (term: number): void => {
     const peerIds = opts.cluster.nodes.map((n) => n.id as number).filter((id) => id !== self.id);
-    leader = new LeaderRole(term, self, peerIds, state, log);
+    leader = new LeaderRole(term, self, peerIds, state, log, opts.auth);
     clientHandler = makeCommandHandler(leader.data);
     readHandler = makeCommandHandler(leader.readData);
     try {

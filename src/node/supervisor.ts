@@ -63,6 +63,7 @@ export class Supervisor {
       opts.logLevel,
     ];
     if (opts.clusterFile !== undefined) baseArgs.push("--cluster", opts.clusterFile);
+    if (opts.secretFile !== undefined) baseArgs.push("--secret-file", opts.secretFile);
     this.#roles = new RoleManager(baseArgs, walPath(opts.dataDir, opts.self.id), log, {
       onUnexpectedExit: (kind) => {
         if (kind === "leader") this.#push({ kind: "leaderRoleLost" });
@@ -85,7 +86,7 @@ export class Supervisor {
   async run(): Promise<number> {
     const self = this.#opts.self;
     try {
-      this.#transport = new PeerTransport(self, this.#opts.cluster, (m) => {
+      this.#transport = new PeerTransport(self, this.#opts.cluster, this.#opts.auth, (m) => {
         this.#push({ kind: "message", message: m });
       }, this.#log);
     } catch (e) {
