@@ -1,6 +1,7 @@
-// The leader role process (`kvstore leader N --term T`), started by node N's
-// supervisor after it won the election for term T. It owns the node's WAL
-// while it runs and serves three ports:
+// The leader role of node N for term T, run by its role process once the
+// node's supervisor won the election for T: a follower role process promoted
+// in place, or one started as `kvstore leader N --term T`. It owns the node's
+// WAL while it runs and serves three ports:
 //
 //   client       SET/DEL (acknowledged once a quorum has them fsynced),
 //                GET (linearizable: ReadIndex, Raft thesis §6.4)
