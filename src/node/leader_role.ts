@@ -46,6 +46,10 @@ const windowEntriesMax = 4 * replicationBatchEntriesMax;
  * small writes (under load, syscalls and not bytes are what cost). */
 const inflightMessagesMax = 2;
 
+/** How long commit news may wait for a batch of entries to ride on before it
+ * goes out alone; follower reads lag the leader by about this much more. */
+const commitNewsDelayMs = 5;
+
 interface FollowerLink {
   readonly nodeId: number;
   readonly conn: Deno.Conn;
@@ -56,6 +60,8 @@ interface FollowerLink {
   /** NACKs for rounds below this are for messages sent before the last reset. */
   resetRound: number;
   lastSentMs: number;
+  /** The leaderCommit of the last APPEND sent. */
+  sentCommit: LogIndex;
   /** Rounds sent and not yet answered, oldest first. */
   unanswered: number[];
   outbox: Uint8Array[];
@@ -105,6 +111,7 @@ export class LeaderRole {
   #syncing = false;
   #syncAgain = false;
   #broadcastScheduled = false;
+  #commitNewsTimer: ReturnType<typeof setTimeout> | null = null;
   #writes: WriteWaiter[] = [];
   #reads: ReadWaiter[] = [];
   /** Reads waiting for their index to be applied, by that index. */
@@ -257,8 +264,17 @@ export class LeaderRole {
       }
     });
     this.#checkReads();
-    // Followers apply only what they know is committed: tell them soon.
-    this.#scheduleBroadcast();
+    // Followers apply only what they know is committed: tell them soon, but
+    // not at once. Under load the next batch of entries carries the news;
+    // an empty APPEND per commit would double the messages each way.
+    if (this.#commitNewsTimer === null) {
+      this.#commitNewsTimer = setTimeout(() => {
+        this.#commitNewsTimer = null;
+        for (const link of this.#links.values()) {
+          if (link.sentCommit < this.#state.commitIndex) this.#replicate(link, true);
+        }
+      }, commitNewsDelayMs);
+    }
   }
 
   // ---- linearizable reads (ReadIndex) -------------------------------------------
@@ -366,6 +382,7 @@ export class LeaderRole {
     const prevTerm = this.#state.log.termAt(prevIndex) ?? 0;
     const round = ++this.#round;
     link.unanswered.push(round);
+    link.sentCommit = this.#state.commitIndex;
     link.lastSentMs = Date.now();
     this.#send(
       link,
@@ -498,6 +515,7 @@ export class LeaderRole {
       answeredRound: 0,
       resetRound: 0,
       lastSentMs: 0,
+      sentCommit: 0,
       unanswered: [],
       outbox: [],
       writing: false,
