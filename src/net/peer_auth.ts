@@ -3,17 +3,19 @@
 // can forge votes, heartbeats or acknowledgements, and a forged quorum of
 // acknowledgements loses acknowledged writes.
 //
-// Challenge-response, one line each way, before any protocol byte:
+// Mutual challenge-response, before any protocol byte (n = 32 hex nonce):
 //
-//   acceptor → dialer    KVAUTH1 <nonce: 32 hex>
-//   dialer → acceptor    AUTH <nodeId> <HMAC-SHA256(secret, "kvstore|<purpose>|<nonce>|<nodeId>"): 64 hex>
-//   acceptor → dialer    OK
+//   acceptor → dialer    KVAUTH1 <nA>
+//   dialer → acceptor    AUTH <dialerId> <nD> <MAC("dial", nA, nD, dialerId → acceptorId)>
+//   acceptor → dialer    OK <MAC("accept", nA, nD, acceptorId → dialerId)>
 //
-// The nonce makes a recorded answer useless on the next connection, and the
-// node id inside the MAC binds the connection to one node: the acceptor then
-// checks that what the connection says (HELLO, `from`) is that node. The
-// dialer does not authenticate the acceptor: it only ever dials the addresses
-// in the cluster file. No secret configured: no handshake at all.
+// MAC = HMAC-SHA256(secret, "kvstore|<purpose>|…") in hex. Both sides bring a
+// fresh nonce, so a recorded exchange is useless later, and each proof names
+// both ends: a dialer's proof for node D is refused by any other node T, so a
+// man in the middle cannot relay a node's dial (to a dead host's address, say)
+// on to another node, and the dialer checks it reached a holder of the secret
+// who is the node it meant to dial. The acceptor then checks that what the
+// connection says (HELLO, `from`) is the proven node. No secret: no handshake.
 
 import { timingSafeEqual } from "node:crypto";
 
@@ -58,16 +60,23 @@ function hex(bytes: Uint8Array): string {
 async function mac(
   auth: PeerAuth,
   purpose: AuthPurpose,
-  nonce: string,
-  nodeId: number,
+  step: "dial" | "accept",
+  acceptorNonce: string,
+  dialerNonce: string,
+  fromId: number,
+  toId: number,
 ): Promise<string> {
-  const sig = await crypto.subtle.sign(
-    "HMAC",
-    auth.key,
-    encoder.encode(`kvstore|${purpose}|${nonce}|${nodeId}`),
-  );
-  return hex(new Uint8Array(sig));
+  const text = `kvstore|${purpose}|${step}|${acceptorNonce}|${dialerNonce}|${fromId}|${toId}`;
+  return hex(new Uint8Array(await crypto.subtle.sign("HMAC", auth.key, encoder.encode(text))));
 }
+
+function sameMac(got: string, want: string): boolean {
+  const a = encoder.encode(got);
+  const b = encoder.encode(want);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+const nonceRe = /^[0-9a-f]{32}$/;
 
 /** Reads one handshake line. The other side waits for our answer before it
  * sends anything more, so a read that goes past the newline is a violation. */
@@ -110,51 +119,69 @@ async function bounded<T>(conn: Deno.Conn, work: Promise<T>): Promise<T> {
   }
 }
 
-/** Acceptor side: returns the authenticated node id, or throws (the caller closes). */
+/** Acceptor side (we are `selfId`): returns the authenticated node id, or
+ * throws (the caller closes). */
 export function acceptPeer(
   conn: Deno.Conn,
   auth: PeerAuth,
   purpose: AuthPurpose,
+  selfId: number,
   isPeer: (nodeId: number) => boolean,
 ): Promise<number> {
   return bounded(
     conn,
     (async () => {
-      const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
-      await writeLine(conn, `KVAUTH1 ${nonce}`);
+      const nonceA = hex(crypto.getRandomValues(new Uint8Array(16)));
+      await writeLine(conn, `KVAUTH1 ${nonceA}`);
       const parts = (await readLine(conn)).split(" ");
       const nodeId = Number(parts[1]);
-      if (parts.length !== 3 || parts[0] !== "AUTH" || !Number.isSafeInteger(nodeId)) {
+      const nonceD = parts[2] ?? "";
+      if (
+        parts.length !== 4 || parts[0] !== "AUTH" || !Number.isSafeInteger(nodeId) ||
+        !nonceRe.test(nonceD)
+      ) {
         throw new Error("malformed AUTH line");
       }
       if (!isPeer(nodeId)) throw new Error(`node ${nodeId} is not a peer`);
-      const want = encoder.encode(await mac(auth, purpose, nonce, nodeId));
-      const got = encoder.encode(parts[2]!);
-      if (got.length !== want.length || !timingSafeEqual(got, want)) {
+      if (!sameMac(parts[3]!, await mac(auth, purpose, "dial", nonceA, nonceD, nodeId, selfId))) {
         throw new Error(`bad cluster secret from a connection claiming to be node ${nodeId}`);
       }
-      await writeLine(conn, "OK");
+      await writeLine(
+        conn,
+        `OK ${await mac(auth, purpose, "accept", nonceA, nonceD, selfId, nodeId)}`,
+      );
       return nodeId;
     })(),
   );
 }
 
-/** Dialer side: proves we are `nodeId`; throws if the acceptor refuses. */
+/** Dialer side: proves we are `selfId` to node `peerId` and checks that the
+ * other end holds the secret as `peerId`; throws otherwise. */
 export function dialPeer(
   conn: Deno.Conn,
   auth: PeerAuth,
   purpose: AuthPurpose,
-  nodeId: number,
+  selfId: number,
+  peerId: number,
 ): Promise<void> {
   return bounded(
     conn,
     (async () => {
       const parts = (await readLine(conn)).split(" ");
-      if (parts.length !== 2 || parts[0] !== "KVAUTH1" || !/^[0-9a-f]{32}$/.test(parts[1]!)) {
+      if (parts.length !== 2 || parts[0] !== "KVAUTH1" || !nonceRe.test(parts[1]!)) {
         throw new Error("peer did not offer the cluster-secret handshake (is its secret set?)");
       }
-      await writeLine(conn, `AUTH ${nodeId} ${await mac(auth, purpose, parts[1]!, nodeId)}`);
-      if ((await readLine(conn)) !== "OK") throw new Error("peer refused our cluster secret");
+      const nonceA = parts[1]!;
+      const nonceD = hex(crypto.getRandomValues(new Uint8Array(16)));
+      const proof = await mac(auth, purpose, "dial", nonceA, nonceD, selfId, peerId);
+      await writeLine(conn, `AUTH ${selfId} ${nonceD} ${proof}`);
+      const reply = (await readLine(conn)).split(" ");
+      if (reply.length !== 2 || reply[0] !== "OK") {
+        throw new Error("peer refused our cluster secret");
+      }
+      if (!sameMac(reply[1]!, await mac(auth, purpose, "accept", nonceA, nonceD, peerId, selfId))) {
+        throw new Error(`the other end could not prove it is node ${peerId} holding the secret`);
+      }
     })(),
   );
 }

@@ -146,6 +146,7 @@ export class PeerTransport {
             conn,
             this.#auth,
             "control",
+            this.#self.id,
             (id) => id !== this.#self.id && this.#cluster.nodes.some((n) => n.id === id),
           );
         } catch (e) {
@@ -213,7 +214,7 @@ export class PeerTransport {
       this.#conns.add(conn);
       if (this.#auth !== null) {
         try {
-          await dialPeer(conn, this.#auth, "control", this.#self.id);
+          await dialPeer(conn, this.#auth, "control", this.#self.id, out.peer.id);
         } catch (e) {
           if (!warned) this.#log.warn(`node ${out.peer.id} control port: ${(e as Error).message}`);
           warned = true;

@@ -169,7 +169,7 @@ export class FollowerRole {
       const pos = this.#state.log.position;
       try {
         if (this.#opts.auth !== null) {
-          await dialPeer(conn, this.#opts.auth, "replication", this.#self.id);
+          await dialPeer(conn, this.#opts.auth, "replication", this.#self.id, leader.id);
         }
         await writeAll(conn, encodeHello(this.#self.id, term, pos.lastIndex, pos.lastTerm));
         this.#log.info(`sent HELLO ${pos.lastIndex} (term ${term}) to node ${leader.id}`);

@@ -442,7 +442,13 @@ export class LeaderRole {
     try {
       if (this.#auth !== null) {
         try {
-          proven = await acceptPeer(conn, this.#auth, "replication", (id) => this.#peerIds.has(id));
+          proven = await acceptPeer(
+            conn,
+            this.#auth,
+            "replication",
+            this.#self.id,
+            (id) => this.#peerIds.has(id),
+          );
         } catch (e) {
           this.#log.warn(`refusing a replication connection: ${(e as Error).message}`);
           return;

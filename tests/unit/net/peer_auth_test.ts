@@ -21,6 +21,8 @@ async function handshake(
   dialerAuth: PeerAuth,
   dialerId: number,
   isPeer: (id: number) => boolean = () => true,
+  acceptorId = 1,
+  dialedId = acceptorId,
 ): Promise<{ accepted: number | string; dialed: string }> {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
@@ -30,11 +32,11 @@ async function handshake(
   ]);
   try {
     const [accepted, dialed] = await Promise.all([
-      acceptPeer(server, acceptorAuth, "replication", isPeer).catch((e: Error) => {
+      acceptPeer(server, acceptorAuth, "replication", acceptorId, isPeer).catch((e: Error) => {
         server.close();
         return `refused: ${e.message}`;
       }),
-      dialPeer(client, dialerAuth, "replication", dialerId).then(
+      dialPeer(client, dialerAuth, "replication", dialerId, dialedId).then(
         () => "ok",
         (e: Error) => `failed: ${e.message}`,
       ),
@@ -82,4 +84,23 @@ Deno.test("peer auth: a secret file shorter than 16 bytes is rejected", async ()
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("peer auth: a dial meant for node 2 is refused by node 3, so it cannot be relayed", async () => {
+  // Regression: the proof named only the dialer, so a man in the middle on a
+  // dead node's address could forward a live node's dial to another node and
+  // be taken for the dialer.
+  const auth = await authFrom("a shared secret of some length");
+  const r = await handshake(auth, auth, 1, () => true, 3, 2);
+  assert.match(String(r.accepted), /^refused: bad cluster secret/);
+  assert.match(r.dialed, /^failed/);
+});
+
+Deno.test("peer auth: the dialer checks the other end holds the secret", async () => {
+  const r = await handshake(
+    await authFrom("the acceptor's different secret!"),
+    await authFrom("a shared secret of some length"),
+    1,
+  );
+  assert.match(r.dialed, /^failed/);
 });
