@@ -42,3 +42,9 @@ export const controlMessageBytesMax = 64 * 1024;
  * corrupt message with a term near 2^53 would otherwise leave every later
  * campaign with a term no node can represent exactly. */
 export const termMax = 2 ** 40;
+
+/** Largest step up in term a node takes from one message. With pre-vote,
+ * terms rise only through real elections, so a node that comes back after
+ * being away never trails by anything near this; a message that jumps further
+ * is damaged or forged, and taking it would move every node toward termMax. */
+export const termJumpMax = 2 ** 20;

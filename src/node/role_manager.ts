@@ -100,9 +100,18 @@ export class RoleManager {
     this.#pingTimer = setInterval(() => this.#checkLiveness(Date.now()), rolePingIntervalMs);
   }
 
+  #lastCheckMs = 0;
+
   #checkLiveness(nowMs: number): void {
+    const sinceLastCheckMs = nowMs - this.#lastCheckMs;
+    this.#lastCheckMs = nowMs;
     const child = this.#child;
     if (child === null || child.done || child.stopping || !child.ready) return;
+    if (sinceLastCheckMs > 2 * rolePingIntervalMs) {
+      // We were the one stalled (paused, starved of CPU): pongs may be waiting
+      // unread in the pipe. Judge the role only on time we were awake.
+      child.lastPongMs = nowMs;
+    }
     const silentMs = nowMs - child.lastPongMs;
     if (silentMs > roleUnresponsiveMs) {
       this.#log.warn(

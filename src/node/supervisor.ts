@@ -19,7 +19,7 @@ import {
   tickMs,
 } from "../config/timing.ts";
 import { type Log, logger, setupLogging } from "../log.ts";
-import { termMax } from "../config/limits.ts";
+import { termJumpMax, termMax } from "../config/limits.ts";
 import { type ControlMessage, ElectionCore, type ElectionEffect } from "../raft/election.ts";
 import { Prng } from "../raft/prng.ts";
 import { invariant, type LogPosition } from "../raft/types.ts";
@@ -68,13 +68,7 @@ export class Supervisor {
       onUnexpectedExit: (kind) => {
         if (kind === "leader") this.#push({ kind: "leaderRoleLost" });
       },
-      onHigherTerm: (term) => {
-        if (term > termMax) {
-          this.#log.warn(`ignoring term ${term} from the replication stream: above ${termMax}`);
-          return;
-        }
-        this.#push({ kind: "higherTerm", term });
-      },
+      onHigherTerm: (term) => this.#push({ kind: "higherTerm", term }),
       onFatal: (reason) => {
         this.#fatal = reason;
         this.#wake?.();
@@ -160,7 +154,24 @@ export class Supervisor {
     }
   }
 
+  /** A term no honest node could have sent us now (see termJumpMax). */
+  #implausibleTerm(ev: SupervisorEvent): number | null {
+    const term = ev.kind === "message" ? ev.message.term : ev.kind === "higherTerm" ? ev.term : 0;
+    const limit = Math.min(termMax, this.#core.currentTerm + termJumpMax);
+    return term > limit ? term : null;
+  }
+
   async #handle(ev: SupervisorEvent): Promise<void> {
+    const implausible = this.#implausibleTerm(ev);
+    if (implausible !== null) {
+      this.#log.warn(
+        `ignoring a ${
+          ev.kind === "message" ? ev.message.kind : ev.kind
+        } with term ${implausible}: ` +
+          `more than ${termJumpMax} above our term ${this.#core.currentTerm}`,
+      );
+      return;
+    }
     // Dry run on a clone: will this event change our term or vote, start a
     // campaign, or judge a vote request? Then fence the role process first,
     // which also tells us exactly where the log ends now.
