@@ -33,6 +33,7 @@ import { findNode, type NodeAddress } from "../config/cluster.ts";
 import { reconnectBackoffMsMax, reconnectBackoffMsMin } from "../config/timing.ts";
 import { type Log } from "../log.ts";
 import { assignTerms, decideAppend } from "../raft/replication.ts";
+import { InvariantError } from "../raft/types.ts";
 import type { NodeOptions } from "../cli/role_args.ts";
 import { type DataCommands } from "./commands.ts";
 import { ReplicaState } from "./replica_state.ts";
@@ -175,6 +176,12 @@ export class FollowerRole {
         this.#log.info(`sent HELLO ${pos.lastIndex} (term ${term}) to node ${leader.id}`);
         await this.#stream(conn, generation, term);
       } catch (e) {
+        if (e instanceof InvariantError) {
+          // Our own state is inconsistent (a bug, or files edited by hand):
+          // stop rather than serve it; the supervisor restarts us from disk.
+          this.#log.error(`invariant broken, exiting: ${e.message}`);
+          Deno.exit(70);
+        }
         if (generation === this.#generation) {
           this.#log.warn(`replication connection lost: ${(e as Error).message}`);
         }

@@ -12,7 +12,7 @@ import { type LogEntry, RaftLog } from "../raft/log.ts";
 import { invariant, type LogIndex } from "../raft/types.ts";
 import { type ApplyResult, KvStore } from "../kv/store.ts";
 import { WalFile } from "../storage/wal_file.ts";
-import { readCommitHint, writeCommitHint } from "../storage/commit_hint.ts";
+import { lineHash, readCommitHint, writeCommitHint } from "../storage/commit_hint.ts";
 
 export function walPath(dataDir: string, nodeId: number): string {
   return `${dataDir.replace(/\/+$/, "") || "."}/node${nodeId}.log`;
@@ -58,9 +58,21 @@ export class ReplicaState {
     if (commitHintPath !== undefined) {
       state.#commitHintPath = commitHintPath;
       const hint = await readCommitHint(commitHintPath);
-      // Never beyond our own log: entries up to the hint that we hold are
-      // committed ones, whatever happened to the WAL's tail since.
-      state.commitTo(Math.min(hint, state.log.lastIndex));
+      const entry = hint === null ? undefined : state.log.entry(hint.index);
+      if (
+        hint !== null && entry !== undefined && entry.term === hint.term &&
+        lineHash(entry.line) === hint.lineHash
+      ) {
+        // Our log holds the very entry the hint vouches for, so everything up
+        // to it is committed (Log Matching).
+        state.commitTo(hint.index);
+      } else if (hint !== null && hint.index > 0) {
+        log.warn(
+          `ignoring ${commitHintPath}: the WAL does not hold entry ${hint.index} of term ${hint.term}`,
+        );
+        // Do not let it match some later, different log by chance.
+        await writeCommitHint(commitHintPath, { index: 0, term: 0, lineHash: 0 }).catch(() => {});
+      }
       state.#savedCommitIndex = state.commitIndex;
     }
     log.info(
@@ -80,9 +92,11 @@ export class ReplicaState {
     const path = this.#commitHintPath;
     const index = this.#commitIndex;
     if (path === null || this.#savingHint || index <= this.#savedCommitIndex) return;
+    const entry = this.log.entry(index);
+    if (entry === undefined) return;
     this.#savingHint = true;
     try {
-      await writeCommitHint(path, index);
+      await writeCommitHint(path, { index, term: entry.term, lineHash: lineHash(entry.line) });
       this.#savedCommitIndex = index;
     } catch {
       // Only a hint: the next start asks a leader instead.

@@ -4,25 +4,49 @@
 // at once and serve reads from its read port, instead of answering TRYAGAIN
 // until a leader tells it the commit index again.
 //
-// It is only a lower bound and is never trusted beyond the log: the reader
-// clamps it to the WAL's last index, and a missing or unreadable file means
-// "no hint". So it is written without fsync (temp file + rename keeps it whole).
+// The hint names the entry it vouches for: `<index> <term> <hash of its WAL
+// line>`. It is used only if the WAL holds that very entry, so a damaged hint,
+// one left over from an earlier cluster, or one beyond a WAL whose tail was
+// lost can never make uncommitted entries look committed: by Log Matching, a
+// log holding the committed entry at that index holds the committed prefix.
+// Written without fsync (temp file + rename keeps it whole): losing it only
+// means asking a leader.
+
+export interface CommitHint {
+  readonly index: number;
+  readonly term: number;
+  readonly lineHash: number;
+}
 
 export function commitHintPath(dataDir: string, nodeId: number): string {
   return `${dataDir.replace(/\/+$/, "") || "."}/node${nodeId}.commit`;
 }
 
-export async function readCommitHint(path: string): Promise<number> {
-  try {
-    const text = (await Deno.readTextFile(path)).trim();
-    return /^\d{1,15}$/.test(text) ? Number(text) : 0;
-  } catch {
-    return 0;
+/** FNV-1a over the line: not cryptographic, only telling entries apart. */
+export function lineHash(line: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < line.length; i++) {
+    h ^= line[i]!;
+    h = Math.imul(h, 0x01000193) >>> 0;
   }
+  return h;
 }
 
-export async function writeCommitHint(path: string, index: number): Promise<void> {
+/** The hint, or null when there is none or it does not parse. */
+export async function readCommitHint(path: string): Promise<CommitHint | null> {
+  let text: string;
+  try {
+    text = (await Deno.readTextFile(path)).trim();
+  } catch {
+    return null;
+  }
+  const m = /^(\d{1,15}) (\d{1,15}) (\d{1,10})$/.exec(text);
+  if (!m) return null;
+  return { index: Number(m[1]), term: Number(m[2]), lineHash: Number(m[3]) };
+}
+
+export async function writeCommitHint(path: string, hint: CommitHint): Promise<void> {
   const tmp = `${path}.tmp`;
-  await Deno.writeTextFile(tmp, `${index}\n`);
+  await Deno.writeTextFile(tmp, `${hint.index} ${hint.term} ${hint.lineHash}\n`);
   await Deno.rename(tmp, path);
 }
