@@ -22,8 +22,11 @@ export const commandBytesMax = 32 * 1024 * 1024;
 export const inlineBytesMax = 64 * 1024;
 
 /** Most client connections one port accepts at once; more are refused with an
- * error reply so a connection flood cannot exhaust file descriptors. */
-export const clientConnectionsMax = 10_000;
+ * error reply so a connection flood cannot exhaust file descriptors. With the
+ * client and read ports together a role process may hold about 8,300 sockets:
+ * run nodes with `ulimit -n` above that (e.g. 16384). Control and replication
+ * ports accept at most four connections per cluster node. */
+export const clientConnectionsMax = 4096;
 
 /** Bytes of WAL lines the leader puts in one replication message. */
 export const replicationBatchBytesMax = 1024 * 1024;

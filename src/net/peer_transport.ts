@@ -12,6 +12,11 @@ import { peerReconnectMsMax } from "../config/timing.ts";
 import type { Log } from "../log.ts";
 import type { ControlMessage } from "../raft/election.ts";
 import { acceptPeer, dialPeer, type PeerAuth } from "./peer_auth.ts";
+import { acceptLoop } from "./accept_loop.ts";
+
+function inboundConnectionsMax(cluster: Cluster): number {
+  return 4 * cluster.nodes.length;
+}
 
 const queueMessagesMax = 64;
 const encoder = new TextEncoder();
@@ -125,12 +130,28 @@ export class PeerTransport {
   }
 
   async #accept(): Promise<void> {
-    try {
-      for await (const conn of this.#listener) this.#receive(conn);
-    } catch (e) {
-      if (!this.#closed) this.#log.warn(`control listener stopped: ${e}`);
-    }
+    await acceptLoop(
+      this.#listener,
+      (conn) => {
+        // Peers dial once each (twice while reconnecting); anything beyond that
+        // is not a peer, and must not use up our file descriptors.
+        if (this.#inbound >= inboundConnectionsMax(this.#cluster)) {
+          try {
+            conn.close();
+          } catch {
+            // already closed
+          }
+          return;
+        }
+        this.#inbound++;
+        this.#receive(conn).finally(() => this.#inbound--);
+      },
+      this.#log,
+      "control",
+    );
   }
+
+  #inbound = 0;
 
   async #receive(conn: Deno.Conn): Promise<void> {
     this.#conns.add(conn);

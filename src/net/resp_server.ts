@@ -11,6 +11,7 @@
 import { encodeError, RequestParser } from "../codec/resp.ts";
 import { clientConnectionsMax } from "../config/limits.ts";
 import type { Log } from "../log.ts";
+import { acceptLoop } from "./accept_loop.ts";
 
 export interface CommandContext {
   /** Set by a handler (QUIT) to close the connection after its reply. */
@@ -118,23 +119,22 @@ export function startRespServer(
 ): RespServer {
   const listener = Deno.listen({ hostname, port, transport: "tcp" });
   let active = 0;
-  (async () => {
-    try {
-      for await (const conn of listener) {
-        if (active >= clientConnectionsMax) {
-          writeAll(conn, encodeError("ERR max number of clients reached"))
-            .catch(() => {})
-            .finally(() => conn.close());
-          continue;
-        }
-        active++;
-        (conn as Deno.TcpConn).setNoDelay(true);
-        serveConnection(conn, handler).finally(() => active--);
+  acceptLoop(
+    listener,
+    (conn) => {
+      if (active >= clientConnectionsMax) {
+        writeAll(conn, encodeError("ERR max number of clients reached"))
+          .catch(() => {})
+          .finally(() => conn.close());
+        return;
       }
-    } catch (e) {
-      if (!(e instanceof Deno.errors.BadResource)) log.warn(`${what} listener stopped: ${e}`);
-    }
-  })();
+      active++;
+      (conn as Deno.TcpConn).setNoDelay(true);
+      serveConnection(conn, handler).finally(() => active--);
+    },
+    log,
+    what,
+  );
   return {
     port: (listener.addr as Deno.NetAddr).port,
     close: () => {

@@ -19,6 +19,7 @@ import { LeaderRole } from "./leader_role.ts";
 import { ReplicaState, walPath } from "./replica_state.ts";
 import { commitHintPath } from "../storage/commit_hint.ts";
 import { sendToSupervisor, type ToRole, watchSupervisor } from "./role_ipc.ts";
+import { acceptLoop } from "../net/accept_loop.ts";
 import { exitWalDamaged } from "./role_manager.ts";
 
 const exitCannotListen = 4;
@@ -96,9 +97,26 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
       log.info(`Leader: listening clients on ${self.clientPort}`);
       log.info(`Leader: listening followers on ${self.replicationPort}`);
       const l = leader;
-      (async () => {
-        for await (const conn of repl) l.serveFollower(conn);
-      })().catch((e) => log.warn(`replication listener stopped: ${e}`));
+      let links = 0;
+      acceptLoop(
+        repl,
+        (conn) => {
+          // Only peers follow us; a flood of other connections is refused
+          // before it can use up file descriptors.
+          if (links >= 4 * peerIds.length) {
+            try {
+              conn.close();
+            } catch {
+              // already closed
+            }
+            return;
+          }
+          links++;
+          l.serveFollower(conn).finally(() => links--);
+        },
+        log,
+        "replication",
+      );
     } catch (e) {
       log.error(
         `cannot listen on replication port ${self.replicationPort}: ${(e as Error).message}`,

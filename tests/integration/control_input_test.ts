@@ -61,3 +61,47 @@ Deno.test("liveness: a paused supervisor does not kill its healthy role process 
   await waitUntil(async () => (await cluster.leaderId()) !== null, 10000, "a leader");
   cluster.pass();
 });
+
+Deno.test("control port: a connection flood is capped, and the node keeps working", async () => {
+  // Regression: the control port accepted without limit; a flood used up the
+  // supervisor's file descriptors, its accept loop stopped for good, and its
+  // next term-file write failed.
+  await using cluster = await startCluster(4);
+  await cluster.waitForCluster();
+  const leader = await cluster.waitForLeader();
+  const target = cluster.nodes.find((n) => n.id !== leader)!;
+  const conns: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < 40; i++) {
+      conns.push(await Deno.connect({ hostname: "127.0.0.1", port: target.controlPort }));
+    }
+    // Connections over the cap (4 per node: 16 here) are closed at once.
+    let closed = 0;
+    await Promise.all(conns.map(async (c) => {
+      const timer = setTimeout(() => c.close(), 1000);
+      try {
+        if ((await c.read(new Uint8Array(16))) === null) closed++;
+      } catch {
+        // timed out: still open, which is what the first ones are
+      } finally {
+        clearTimeout(timer);
+      }
+    }));
+    assert.ok(closed >= 40 - 16, `at least 24 of 40 closed by the node, got ${closed}`);
+  } finally {
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch {
+        // already closed
+      }
+    }
+  }
+  assert.equal(text(await cluster.call(cluster.node(leader).clientPort, ["SET", "k", "v"])), "OK");
+  await waitUntil(
+    async () => text(await cluster.call(target.readPort, ["GET", "k"])) === "v",
+    5000,
+    "the flooded node to keep replicating",
+  );
+  cluster.pass();
+});
