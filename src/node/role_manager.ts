@@ -10,7 +10,8 @@
 // only once the role process can no longer acknowledge anything of a term
 // below T, either because it said so or because it is dead.
 
-import { parseWal } from "../storage/wal_file.ts";
+import { Buffer } from "node:buffer";
+import { decodeWalLine, type WalRecord } from "../codec/wal_line.ts";
 import {
   crashLoopCount,
   crashLoopWindowMs,
@@ -53,7 +54,11 @@ export interface RoleEvents {
 /** Exit codes of role processes that restarts cannot cure. */
 export const exitWalDamaged = 3;
 
-/** Where a WAL file's log ends; throws if the file is damaged. */
+/** Where a WAL file's log ends: its last whole, decodable line and the
+ * newest TERM line at or before it. Looks only at the tail (plus a native
+ * search for the TERM marker), so it stays fast for a large WAL; checking the
+ * whole file for damage is the role process's job when it loads it. A torn
+ * last line is skipped exactly as loading would cut it off. */
 export async function readWalPosition(path: string): Promise<LogPosition> {
   let bytes: Uint8Array;
   try {
@@ -62,13 +67,40 @@ export async function readWalPosition(path: string): Promise<LogPosition> {
     if (e instanceof Deno.errors.NotFound) return { lastIndex: 0, lastTerm: 0 };
     throw e;
   }
-  const parsed = parseWal(bytes);
-  if (!parsed.ok) {
-    throw new Error(`WAL file "${path}" is damaged at line ${parsed.lineNumber}: ${parsed.error}`);
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // The last line ending in "\n" that decodes and is not all zero bytes.
+  let end = buf.lastIndexOf(0x0a);
+  let last: WalRecord | null = null;
+  let lineStart = 0;
+  for (let tries = 0; end >= 0 && tries < 2 && last === null; tries++) {
+    lineStart = buf.lastIndexOf(0x0a, end - 1) + 1;
+    const line = bytes.subarray(lineStart, end);
+    const decoded = line.every((b) => b === 0) ? null : decodeWalLine(line);
+    if (decoded?.ok) last = decoded.record;
+    else end = lineStart - 1;
   }
-  const last = parsed.entries.at(-1);
-  return { lastIndex: last?.index ?? 0, lastTerm: last?.term ?? 0 };
+  if (last === null) {
+    if (end < 0) return { lastIndex: 0, lastTerm: 0 };
+    throw new Error(`WAL file "${path}" ends in lines that do not decode`);
+  }
+  if (last.op === "TERM") return { lastIndex: last.index, lastTerm: last.term };
+  // Newest "<seq>\tTERM\t<term>" line before it ("\tTERM\t" can also be a
+  // SET of the key TERM, so check that a seq starts the line).
+  for (
+    let at = buf.lastIndexOf(termMarker, lineStart);
+    at > 0;
+    at = buf.lastIndexOf(termMarker, at - 1)
+  ) {
+    const start = buf.lastIndexOf(0x0a, at - 1) + 1;
+    if (!/^\d+$/.test(buf.toString("latin1", start, at))) continue;
+    const stop = buf.indexOf(0x0a, at);
+    const term = Number(buf.toString("latin1", at + termMarker.length, stop));
+    if (Number.isSafeInteger(term)) return { lastIndex: last.index, lastTerm: term };
+  }
+  throw new Error(`WAL file "${path}" has entries but no TERM line before them`);
 }
+
+const termMarker = Buffer.from("\tTERM\t", "latin1");
 
 export class RoleManager {
   readonly #baseArgs: string[];

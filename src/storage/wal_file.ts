@@ -60,12 +60,35 @@ const writeBytesMax = 8 * 1024 * 1024;
  * damage and needs an operator, not a silent repair.
  */
 export function parseWal(bytes: Uint8Array): ParseWalResult {
+  const steps = walParser(bytes, Number.MAX_SAFE_INTEGER);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** Like parseWal, but lets the event loop run between chunks of lines, so a
+ * process loading a large WAL still answers its supervisor meanwhile. */
+export async function parseWalAsync(
+  bytes: Uint8Array,
+  chunkLines = 20_000,
+): Promise<ParseWalResult> {
+  const steps = walParser(bytes, chunkLines);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+}
+
+function* walParser(bytes: Uint8Array, chunkLines: number): Generator<void, ParseWalResult> {
   const entries: WalEntry[] = [];
   let term = 0;
   let offset = 0;
   let lineNumber = 0;
   while (offset < bytes.length) {
     lineNumber++;
+    if (lineNumber % chunkLines === 0) yield;
     const newline = bytes.indexOf(LF, offset);
     const lineEnd = newline < 0 ? bytes.length : newline;
     const isLast = newline < 0 || newline + 1 === bytes.length;
@@ -217,7 +240,7 @@ export class WalFile {
     try {
       if (created) await syncParentDirectory(path);
       const bytes = await readAll(file);
-      const parsed = parseWal(bytes);
+      const parsed = await parseWalAsync(bytes);
       if (!parsed.ok) throw new WalDamagedError(path, parsed.lineNumber, parsed.error);
       if (parsed.tornTail !== null) {
         await handle.truncate(parsed.validBytes);

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { encodeWalLine, type WalRecord } from "../../../src/codec/wal_line.ts";
 import {
   parseWal,
+  parseWalAsync,
   WalDamagedError,
   WalFile,
   type WalFileHandle,
@@ -506,3 +507,18 @@ function gatedHandle(file: Deno.FsFile, gate: Gate): WalFileHandle {
     },
   };
 }
+
+Deno.test("parseWalAsync: yields to the event loop while parsing and agrees with parseWal", async () => {
+  const lines = ["1\tTERM\t1\n"];
+  for (let i = 2; i <= 2500; i++) lines.push(`${i}\tSET\tk${i}\tv${i}\n`);
+  const bytes = new TextEncoder().encode(lines.join("") + "2501\tSET\ttorn");
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 0);
+  try {
+    const viaAsync = await parseWalAsync(bytes, 100);
+    assert.deepEqual(viaAsync, parseWal(bytes));
+    assert.ok(ticks > 0, "timers ran while it parsed");
+  } finally {
+    clearInterval(timer);
+  }
+});
