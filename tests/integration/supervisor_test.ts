@@ -114,8 +114,17 @@ Deno.test("supervisor: redirects carry the leader's host exactly as the cluster 
   for (const n of cluster.nodes) cluster.start(n.id);
   const leader = await cluster.waitForLeader();
   const f = cluster.nodes.find((n) => n.id !== leader)!;
-  const reply = await cluster.call(f.clientPort, ["SET", "a", "b"]);
-  assert.equal(text(reply), `-REDIRECT localhost ${cluster.node(leader).clientPort}`);
+  // A follower learns who leads from its supervisor's heartbeats: wait for it.
+  let reply = "";
+  await waitUntil(
+    async () => {
+      reply = text(await cluster.call(f.clientPort, ["SET", "a", "b"]));
+      return !reply.startsWith("-TRYAGAIN");
+    },
+    5000,
+    `node ${f.id} to know the leader`,
+  );
+  assert.equal(reply, `-REDIRECT localhost ${cluster.node(leader).clientPort}`);
   cluster.pass();
 });
 
