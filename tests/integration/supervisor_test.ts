@@ -150,3 +150,27 @@ Deno.test("supervisor: a frozen leader role process (SIGSTOP) is killed and anot
   }
   cluster.pass();
 });
+
+Deno.test("supervisor: a role process that keeps dying is restarted with backoff and reported as a crash loop", async () => {
+  await using cluster = await startCluster(4);
+  await cluster.waitForCluster();
+  const leader = await cluster.waitForLeader();
+  const f = cluster.nodes.find((n) => n.id !== leader)!;
+  for (let i = 0; i < 5; i++) {
+    const pid = cluster.rolePid(f.id)!;
+    killPid(pid, "SIGKILL");
+    await waitUntil(
+      () => {
+        const now = cluster.rolePid(f.id);
+        return now !== null && now !== pid;
+      },
+      15000,
+      `restart ${i + 1} of node ${f.id}'s role process`,
+    );
+  }
+  assert.match(cluster.log(f.id), /ERROR\] CRASH LOOP: role process died 5 times in 30 s/);
+  // It still comes back and serves.
+  await cluster.call(cluster.node(leader).clientPort, ["SET", "after", "loop"]);
+  await waitForValue(cluster, f.readPort, "after", "loop", 15000);
+  cluster.pass();
+});
