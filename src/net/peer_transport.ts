@@ -171,7 +171,8 @@ export class PeerTransport {
             (id) => id !== this.#self.id && this.#cluster.nodes.some((n) => n.id === id),
           );
         } catch (e) {
-          this.#log.warn(`refusing a control connection: ${(e as Error).message}`);
+          const reason = (e as Error).message;
+          this.#warnOnce(`refuse:${reason}`, `refusing a control connection: ${reason}`);
           return;
         }
       }
@@ -252,9 +253,21 @@ export class PeerTransport {
       }
       warned = false;
       delayMs = 50;
-      // Our dials only write; a read resolving means the peer closed.
+      // Our dials only write once set up: anything the peer sends means it
+      // closed, or that it wants a handshake we are not configured for.
       let peerClosed = false;
-      conn.read(new Uint8Array(1)).then(() => {
+      let peerSpoke = false;
+      const probe = new Uint8Array(64);
+      conn.read(probe).then((n) => {
+        if (n !== null) {
+          peerSpoke = true;
+          if (new TextDecoder().decode(probe.subarray(0, n)).startsWith("KVAUTH1")) {
+            this.#warnOnce(
+              `auth:${out.peer.id}`,
+              `node ${out.peer.id} requires the cluster secret: start this node with --secret-file`,
+            );
+          }
+        }
         peerClosed = true;
         out.wake?.();
       }, () => {
@@ -285,6 +298,22 @@ export class PeerTransport {
           // already closed
         }
       }
+      if (peerSpoke) {
+        // Not a plain close: do not hammer a peer that refuses us.
+        await new Promise((r) => setTimeout(r, delayMs));
+        delayMs = Math.min(delayMs * 2, peerReconnectMsMax);
+      }
     }
+  }
+
+  #warnedAt = new Map<string, number>();
+
+  /** Warns about `key` at most once every 10 s: a misconfigured peer retries
+   * often, and its log should say why without drowning in it. */
+  #warnOnce(key: string, message: string): void {
+    const now = Date.now();
+    if (now - (this.#warnedAt.get(key) ?? 0) < 10_000) return;
+    this.#warnedAt.set(key, now);
+    this.#log.warn(message);
   }
 }

@@ -247,7 +247,13 @@ export class FollowerRole {
       for (;;) {
         const r = parser.next();
         if (r.kind === "incomplete") break;
-        if (r.kind === "error") throw new Error(r.message);
+        if (r.kind === "error") {
+          throw new Error(
+            r.message.includes("KVAUTH1")
+              ? "the leader requires the cluster secret: start this node with --secret-file"
+              : r.message,
+          );
+        }
         const out = await this.#onLeaderMessage(r.message, term);
         if (generation !== this.#generation) return false;
         if (out === null) continue;

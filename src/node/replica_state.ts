@@ -57,7 +57,9 @@ export class ReplicaState {
     const state = new ReplicaState(opened.wal, entries, offsets, end);
     if (commitHintPath !== undefined) {
       state.#commitHintPath = commitHintPath;
-      const hint = await readCommitHint(commitHintPath);
+      const read = await readCommitHint(commitHintPath);
+      if (read === "unreadable") log.warn(`ignoring ${commitHintPath}: it does not parse`);
+      const hint = typeof read === "string" ? null : read;
       const entry = hint === null ? undefined : state.log.entry(hint.index);
       if (
         hint !== null && entry !== undefined && entry.term === hint.term &&

@@ -367,12 +367,12 @@ export class RoleManager {
     this.#crashTimesMs = this.#crashTimesMs.filter((t) => now - t < crashLoopWindowMs);
     this.#crashTimesMs.push(now);
     if (this.#crashTimesMs.length >= crashLoopCount) {
+      this.#backoffMs = Math.min(this.#backoffMs * 2, restartBackoffMsMax);
       this.#log.error(
         `CRASH LOOP: role process died ${this.#crashTimesMs.length} times in ${
           crashLoopWindowMs / 1000
         } s; restarting with ${this.#backoffMs} ms backoff`,
       );
-      this.#backoffMs = Math.min(this.#backoffMs * 2, restartBackoffMsMax);
     } else {
       this.#backoffMs = restartBackoffMsMin;
     }

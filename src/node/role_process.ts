@@ -185,14 +185,22 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
   loaded = true;
   markLoaded();
 
-  try {
-    startRespServer(self.listenHost, self.clientPort, (a, c) => clientHandler(a, c), log, "client");
-    startRespServer(self.listenHost, self.readPort, (a, c) => readHandler(a, c), log, "read");
-    log.info(`listening clients on ${self.clientPort}, reads on ${self.readPort}`);
-  } catch (e) {
-    log.error(`cannot listen: ${(e as Error).message}`);
-    return exitCannotListen;
+  for (
+    const [what, port, handler] of [
+      ["client", self.clientPort, (a, c) => clientHandler(a, c)],
+      ["read", self.readPort, (a, c) => readHandler(a, c)],
+    ] as const satisfies readonly (readonly [string, number, CommandHandler])[]
+  ) {
+    try {
+      startRespServer(self.listenHost, port, handler, log, what);
+    } catch (e) {
+      log.error(
+        `cannot listen on ${what} port ${self.listenHost}:${port}: ${(e as Error).message}`,
+      );
+      return exitCannotListen;
+    }
   }
+  log.info(`listening clients on ${self.clientPort}, reads on ${self.readPort}`);
   sendToSupervisor({ kind: "ready", ...(leader ?? follower)!.position });
   // Runs until fenced, signalled or orphaned; those paths exit the process.
   await new Promise(() => {});

@@ -32,16 +32,16 @@ export function lineHash(line: Uint8Array): number {
   return h;
 }
 
-/** The hint, or null when there is none or it does not parse. */
-export async function readCommitHint(path: string): Promise<CommitHint | null> {
+/** The hint; "missing" when there is none, "unreadable" when it does not parse. */
+export async function readCommitHint(path: string): Promise<CommitHint | "missing" | "unreadable"> {
   let text: string;
   try {
     text = (await Deno.readTextFile(path)).trim();
-  } catch {
-    return null;
+  } catch (e) {
+    return e instanceof Deno.errors.NotFound ? "missing" : "unreadable";
   }
   const m = /^(\d{1,15}) (\d{1,15}) (\d{1,10})$/.exec(text);
-  if (!m) return null;
+  if (!m) return "unreadable";
   return { index: Number(m[1]), term: Number(m[2]), lineHash: Number(m[3]) };
 }
 

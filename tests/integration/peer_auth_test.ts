@@ -118,3 +118,22 @@ Deno.test("peer auth: a control connection without the secret is refused and its
   assert.match(cluster.log(target.id), /refusing a control connection/);
   cluster.pass();
 });
+
+Deno.test("peer auth: a node started without the secret says why it cannot join, without flooding the others' logs", async () => {
+  // Regression: the secret-less node took the KVAUTH1 challenge for a closed
+  // connection and redialled at once, ~650 times a second, logging nothing
+  // useful itself while its peers logged every refusal.
+  await using cluster = await startCluster(4, { start: false });
+  const secretFile = `${cluster.dir}/secret`;
+  await Deno.writeTextFile(secretFile, "correct horse battery staple 42\n");
+  for (const n of cluster.nodes.slice(0, 3)) cluster.start(n.id, ["--secret-file", secretFile]);
+  cluster.start(4);
+  await cluster.waitForLeader();
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.match(cluster.log(4), /requires the cluster secret: start this node with --secret-file/);
+  for (const id of [1, 2, 3]) {
+    const refusals = cluster.log(id).split("\n").filter((l) => l.includes("refusing a control"));
+    assert.ok(refusals.length <= 10, `node ${id} logged ${refusals.length} refusals in ~3 s`);
+  }
+  cluster.pass();
+});
