@@ -146,18 +146,7 @@ export class TestCluster {
     this.#output.get(id)?.push(`---- node ${id} stopped (${signal})`);
     // An orphaned role notices its supervisor is gone and exits; wait until
     // its ports are free so a restart can bind them.
-    await waitUntil(() => this.#portsFree(this.node(id)), 5000, `node ${id}'s ports to be free`);
-  }
-
-  #portsFree(n: TestNode): boolean {
-    for (const port of [n.clientPort, n.replicationPort, n.readPort, n.controlPort]) {
-      try {
-        Deno.listen({ hostname: "127.0.0.1", port }).close();
-      } catch {
-        return false;
-      }
-    }
-    return true;
+    await waitUntil(() => portsFree(this.node(id)), 5000, `node ${id}'s ports to be free`);
   }
 
   /** One request to one port, no redirect following; errors come back as replies. */
@@ -247,6 +236,18 @@ export class TestCluster {
     }
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
+}
+
+/** True when none of node `n`'s four ports is bound any more. */
+export function portsFree(n: TestNode): boolean {
+  for (const port of [n.clientPort, n.replicationPort, n.readPort, n.controlPort]) {
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+    } catch {
+      return false;
+    }
+  }
+  return true;
 }
 
 export function killPid(pid: number, signal: Deno.Signal): void {

@@ -6,24 +6,13 @@ import assert from "node:assert/strict";
 import { request } from "../../src/client/client.ts";
 import {
   killPid,
+  portsFree,
   readWalLines,
   startCluster,
-  type TestNode,
   text,
   waitForValue,
   waitUntil,
 } from "./harness.ts";
-
-function portsFree(n: TestNode): boolean {
-  for (const port of [n.clientPort, n.replicationPort, n.readPort, n.controlPort]) {
-    try {
-      Deno.listen({ hostname: "127.0.0.1", port }).close();
-    } catch {
-      return false;
-    }
-  }
-  return true;
-}
 
 Deno.test("supervisor: a follower role process killed with -9 is restarted and serves again", async () => {
   await using cluster = await startCluster(4);
