@@ -62,6 +62,8 @@ interface FollowerLink {
   lastSentMs: number;
   /** The leaderCommit of the last APPEND sent. */
   sentCommit: LogIndex;
+  /** Round of the newest APPEND sent. */
+  lastSentRound: number;
   /** Rounds sent and not yet answered, oldest first. */
   unanswered: number[];
   outbox: Uint8Array[];
@@ -114,6 +116,8 @@ export class LeaderRole {
   #commitNewsTimer: ReturnType<typeof setTimeout> | null = null;
   #writes: WriteWaiter[] = [];
   #reads: ReadWaiter[] = [];
+  /** The round the newest waiting read needs (see ReadWaiter.round). */
+  #newestReadRound = 0;
   /** Reads waiting for their index to be applied, by that index. */
   #captureAt = new Map<LogIndex, ReadWaiter[]>();
 
@@ -293,6 +297,7 @@ export class LeaderRole {
   #readAt(key: Uint8Array, afterIndex: LogIndex): Promise<Uint8Array | undefined> {
     return new Promise((resolve, reject) => {
       const readIndex = Math.max(this.#state.commitIndex, this.#termStartIndex, afterIndex);
+      this.#newestReadRound = this.#round + 1;
       const read: ReadWaiter = {
         round: this.#round + 1,
         readIndex,
@@ -372,7 +377,11 @@ export class LeaderRole {
       link.nextIndex += batch.length;
       sent = true;
     }
-    if (!sent && force && link.unanswered.length < inflightMessagesMax) {
+    // An empty APPEND (commit news, heartbeat, read round) respects the
+    // in-flight limit too, except when a read waits for a round this follower
+    // has not been sent yet: then holding it back only adds a round trip.
+    const readNeedsRound = this.#reads.length > 0 && link.lastSentRound < this.#newestReadRound;
+    if (!sent && force && (link.unanswered.length < inflightMessagesMax || readNeedsRound)) {
       this.#sendAppend(link, []);
     }
   }
@@ -382,6 +391,7 @@ export class LeaderRole {
     const prevTerm = this.#state.log.termAt(prevIndex) ?? 0;
     const round = ++this.#round;
     link.unanswered.push(round);
+    link.lastSentRound = round;
     link.sentCommit = this.#state.commitIndex;
     link.lastSentMs = Date.now();
     this.#send(
@@ -522,6 +532,7 @@ export class LeaderRole {
       resetRound: 0,
       lastSentMs: 0,
       sentCommit: 0,
+      lastSentRound: 0,
       unanswered: [],
       outbox: [],
       writing: false,
