@@ -28,9 +28,11 @@ export const fenceTimeoutMs = 1000;
 /** The supervisor pings its role process this often once it is ready, and
  * kills it (then restarts it; a leader's node steps down) when no answer came
  * for `roleUnresponsiveMs`: a frozen or wedged leader must not hold the
- * cluster without writes. Well above GC pauses and scheduling stalls. */
+ * cluster without writes. Well above GC pauses and scheduling stalls, and
+ * above the ~1.5 s a loaded follower was seen to spend on one 16 MiB value
+ * of binary data (escaped to a 64 MiB WAL line). */
 export const rolePingIntervalMs = 250;
-export const roleUnresponsiveMs = 1500;
+export const roleUnresponsiveMs = 3000;
 
 /** Role process restarts after a crash: first delay, cap, and the count in
  * `crashLoopWindowMs` that we report as a crash loop. */
