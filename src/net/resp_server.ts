@@ -12,6 +12,7 @@ import { encodeError, RequestParser } from "../codec/resp.ts";
 import { clientConnectionsMax } from "../config/limits.ts";
 import type { Log } from "../log.ts";
 import { acceptLoop } from "./accept_loop.ts";
+import { concatBytes, writeAll } from "./write_all.ts";
 
 export interface CommandContext {
   /** Set by a handler (QUIT) to close the connection after its reply. */
@@ -32,24 +33,6 @@ export interface RespServer {
 }
 
 const readBufferBytes = 64 * 1024;
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let at = 0;
-  while (at < bytes.length) at += await conn.write(bytes.subarray(at));
-}
 
 async function serveConnection(conn: Deno.Conn, handler: CommandHandler): Promise<void> {
   const parser = new RequestParser();
@@ -95,7 +78,7 @@ async function serveConnection(conn: Deno.Conn, handler: CommandHandler): Promis
             ),
           )
           : replies as Uint8Array[];
-        await writeAll(conn, concat(parts));
+        await writeAll(conn, concatBytes(parts));
       }
       if (close) return;
     }

@@ -39,6 +39,7 @@ import { type DataCommands } from "./commands.ts";
 import { ReplicaState } from "./replica_state.ts";
 import { sendToSupervisor } from "./role_ipc.ts";
 import { dialPeer } from "../net/peer_auth.ts";
+import { writeAll } from "../net/write_all.ts";
 
 export class FollowerRole {
   readonly #self: NodeAddress;
@@ -329,9 +330,4 @@ export class FollowerRole {
     this.#leaderCommit = Math.max(this.#leaderCommit, m.leaderCommit);
     return { ack: true, index: decision.matchIndex, round: m.round };
   }
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let at = 0;
-  while (at < bytes.length) at += await conn.write(bytes.subarray(at));
 }

@@ -34,6 +34,7 @@ import { invariant, type LogIndex, quorumOf } from "../raft/types.ts";
 import { type DataCommands, OK, type ReplyBytes } from "./commands.ts";
 import type { CommandContext } from "../net/resp_server.ts";
 import { acceptPeer, type PeerAuth } from "../net/peer_auth.ts";
+import { concatBytes, writeAll } from "../net/write_all.ts";
 import { ReplicaState } from "./replica_state.ts";
 import { sendToSupervisor } from "./role_ipc.ts";
 
@@ -409,18 +410,7 @@ export class LeaderRole {
         while (link.outbox.length > 0 && !link.closed) {
           const parts = link.outbox;
           link.outbox = [];
-          let n = 0;
-          for (const p of parts) n += p.length;
-          const buf = parts.length === 1 ? parts[0]! : new Uint8Array(n);
-          if (parts.length > 1) {
-            let at = 0;
-            for (const p of parts) {
-              buf.set(p, at);
-              at += p.length;
-            }
-          }
-          let at = 0;
-          while (at < buf.length) at += await link.conn.write(buf.subarray(at));
+          await writeAll(link.conn, concatBytes(parts));
         }
       } catch {
         this.#dropLink(link);
