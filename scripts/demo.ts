@@ -20,7 +20,7 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { clientMain, type Writer } from "../src/cli/client.ts";
-import { request, requestOnce } from "../src/client/client.ts";
+import { replyText, request, requestOnce } from "../src/client/client.ts";
 import type { Reply } from "../src/codec/resp.ts";
 import { defaultPorts } from "../src/config/cluster.ts";
 
@@ -376,21 +376,6 @@ function cleanup(removeDir: boolean): Promise<void> {
 }
 
 // ---- talking to the cluster ------------------------------------------------------
-
-function replyText(r: Reply): string {
-  switch (r.kind) {
-    case "bulk":
-      return r.value === null ? "(nil)" : decoder.decode(r.value);
-    case "simple":
-      return r.value;
-    case "error":
-      return `-${r.value}`;
-    case "integer":
-      return `:${r.value}`;
-    case "array":
-      return `[${(r.value ?? []).map(replyText).join(", ")}]`;
-  }
-}
 
 /** role and term from INFO on a client port, or null if it does not answer. */
 async function info(port: number): Promise<{ role: string; term: number } | null> {

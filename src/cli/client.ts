@@ -20,6 +20,7 @@ import {
 } from "../client/client.ts";
 import { formatAddress } from "../client/connection.ts";
 import type { Reply } from "../codec/resp.ts";
+import { writeAll } from "../net/write_all.ts";
 
 /** Anything with Deno.stdout's `write`, so tests can capture output. */
 export interface Writer {
@@ -51,11 +52,6 @@ Options (before <host>):
 const timeoutMsMax = 86_400_000;
 
 const encoder = new TextEncoder();
-
-async function writeAll(w: Writer, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) offset += await w.write(bytes.subarray(offset));
-}
 
 /** Thrown for bad command lines; the caller prints the reason and the usage. */
 class UsageError extends Error {}

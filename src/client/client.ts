@@ -272,3 +272,22 @@ async function attemptChain(
     target = next;
   }
 }
+
+const replyDecoder = new TextDecoder();
+
+/** A reply as one short line (for logs, demos and test assertions): bulk and
+ * simple strings as text, "(nil)", "-ERROR …", ":42", "[a, b]". */
+export function replyText(r: Reply): string {
+  switch (r.kind) {
+    case "bulk":
+      return r.value === null ? "(nil)" : replyDecoder.decode(r.value);
+    case "simple":
+      return r.value;
+    case "error":
+      return `-${r.value}`;
+    case "integer":
+      return `:${r.value}`;
+    case "array":
+      return `[${(r.value ?? []).map(replyText).join(", ")}]`;
+  }
+}

@@ -18,6 +18,7 @@
 // connection says (HELLO, `from`) is the proven node. No secret: no handshake.
 
 import { timingSafeEqual } from "node:crypto";
+import { writeAll } from "./write_all.ts";
 
 export type AuthPurpose = "control" | "replication";
 
@@ -96,10 +97,8 @@ async function readLine(conn: Deno.Conn): Promise<string> {
   }
 }
 
-async function writeLine(conn: Deno.Conn, line: string): Promise<void> {
-  const bytes = encoder.encode(line + "\n");
-  let at = 0;
-  while (at < bytes.length) at += await conn.write(bytes.subarray(at));
+function writeLine(conn: Deno.Conn, line: string): Promise<void> {
+  return writeAll(conn, encoder.encode(line + "\n"));
 }
 
 /** Closes the connection if `work` has not finished in time, so a silent

@@ -2,10 +2,15 @@
 // every writer loops; and several pending buffers go out as one write, since
 // under load it is the number of writes, not the bytes, that costs.
 
+/** Anything with Deno's write contract: it may take only part of the bytes. */
+export interface ByteWriter {
+  write(bytes: Uint8Array): Promise<number>;
+}
+
 /** Writes all of `bytes`, however many partial writes that takes. */
-export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+export async function writeAll(to: ByteWriter, bytes: Uint8Array): Promise<void> {
   let at = 0;
-  while (at < bytes.length) at += await conn.write(bytes.subarray(at));
+  while (at < bytes.length) at += await to.write(bytes.subarray(at));
 }
 
 /** One buffer holding `parts` in order (the part itself when there is one). */

@@ -23,7 +23,7 @@ import {
   type ReplicationMessage,
   ReplicationParser,
 } from "../codec/replication.ts";
-import { encodeWalLine, type WalRecord } from "../codec/wal_line.ts";
+import type { WalRecord } from "../codec/wal_line.ts";
 import type { NodeAddress } from "../config/cluster.ts";
 import { replicationBatchBytesMax, replicationBatchEntriesMax } from "../config/limits.ts";
 import { replicationHeartbeatMs, requestTimeoutMs } from "../config/timing.ts";
@@ -143,7 +143,7 @@ export class LeaderRole {
     );
     // Raft §8: a new leader commits a no-op of its own term; ours is the WAL's
     // TERM marker, which also records the term of everything after it.
-    const marker = state.nextEntry(term, { op: "TERM", term }, encodeWalLine);
+    const marker = state.nextEntry(term, { op: "TERM", term });
     state.append([marker]);
     this.#termStartIndex = marker.index;
     this.#scheduleSync();
@@ -196,7 +196,7 @@ export class LeaderRole {
 
   #write(records: DistributiveOmit<WalRecord, "index">[], ctx: CommandContext): ReplyBytes {
     const entries = records.map((r) => {
-      const e = this.#state.nextEntry(this.#term, r, encodeWalLine);
+      const e = this.#state.nextEntry(this.#term, r);
       this.#state.append([e]);
       return e;
     });

@@ -6,7 +6,7 @@
 // Invariants (checked): lastApplied ≤ commitIndex ≤ log.lastIndex; a
 // committed entry is never truncated; entries are applied once, in order.
 
-import type { WalRecord } from "../codec/wal_line.ts";
+import { encodeWalLine, type WalRecord } from "../codec/wal_line.ts";
 import type { Log } from "../log.ts";
 import { type LogEntry, RaftLog } from "../raft/log.ts";
 import { invariant, type LogIndex } from "../raft/types.ts";
@@ -162,10 +162,9 @@ export class ReplicaState {
   nextEntry(
     term: number,
     record: DistributiveOmit<WalRecord, "index">,
-    encode: (r: WalRecord) => Uint8Array,
   ): LogEntry {
     const full = { ...record, index: this.log.lastIndex + 1 } as WalRecord;
-    return { index: full.index, term, record: full, line: encode(full) };
+    return { index: full.index, term, record: full, line: encodeWalLine(full) };
   }
 }
 

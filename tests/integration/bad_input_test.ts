@@ -10,6 +10,7 @@ import { Connection } from "../../src/client/connection.ts";
 import { keyBytesMax, valueBytesMax } from "../../src/config/limits.ts";
 import { Prng } from "../../src/raft/prng.ts";
 import { startCluster, type TestCluster, text, waitForValue } from "./harness.ts";
+import { concatBytes } from "../../src/net/write_all.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -70,15 +71,7 @@ async function exchange(
       // already closed
     }
   }
-  let n = 0;
-  for (const c of chunks) n += c.length;
-  const all = new Uint8Array(n);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.length;
-  }
-  return { reply: decoder.decode(all), closed };
+  return { reply: decoder.decode(concatBytes(chunks)), closed };
 }
 
 /** Sends bytes and hangs up at once, without reading a reply. */

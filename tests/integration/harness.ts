@@ -8,7 +8,7 @@
 //   await cluster.client(leader, ["SET", "k", "v"]);
 
 import { fileURLToPath } from "node:url";
-import { requestOnce } from "../../src/client/client.ts";
+import { replyText, requestOnce } from "../../src/client/client.ts";
 import type { Reply } from "../../src/codec/resp.ts";
 
 export const mainTs = fileURLToPath(new URL("../../main.ts", import.meta.url));
@@ -300,20 +300,8 @@ export async function startCluster(
   return cluster;
 }
 
-export function text(r: Reply): string {
-  switch (r.kind) {
-    case "bulk":
-      return r.value === null ? "(nil)" : decoder.decode(r.value);
-    case "simple":
-      return r.value;
-    case "error":
-      return `-${r.value}`;
-    case "integer":
-      return `:${r.value}`;
-    case "array":
-      return `[${(r.value ?? []).map(text).join(", ")}]`;
-  }
-}
+/** A reply as one short line: "(nil)", "-ERR …", ":1", text. */
+export const text = replyText;
 
 // ---- helpers shared by the integration tests ---------------------------------
 

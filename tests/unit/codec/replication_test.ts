@@ -13,6 +13,7 @@ import {
 } from "../../../src/codec/replication.ts";
 import { decodeWalLine, encodeWalLine } from "../../../src/codec/wal_line.ts";
 import { replicationBatchBytesMax, replicationHeaderBytesMax } from "../../../src/config/limits.ts";
+import { concatBytes } from "../../../src/net/write_all.ts";
 
 const utf8 = new TextEncoder();
 const b = (s: string): Uint8Array => utf8.encode(s);
@@ -20,17 +21,7 @@ const show = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
 /** Latin-1 view, so binary bytes compare exactly. */
 const latin1 = (bytes: Uint8Array): string => String.fromCharCode(...bytes);
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+const concat = (...parts: Uint8Array[]): Uint8Array => concatBytes(parts);
 
 /** A message with APPEND lines as latin-1 strings, for deepEqual. */
 type Plain = Record<string, unknown>;
