@@ -11,8 +11,10 @@ export const usage = `kvstore — a replicated key-value store
 
 usage:
   kvstore run <N> [--cluster FILE] [--data-dir DIR] [--secret-file FILE]
-                [--log-level debug|info|warn|error]
-      run node N's supervisor (it starts the leader/follower role process itself)
+                [--log-level debug|info|warn|error] [--max-staleness-ms MS]
+      run node N's supervisor (it starts the leader/follower role process itself);
+      --max-staleness-ms: a node not caught up with its leader for longer than
+      MS (default 2000, 100…3600000) answers GET on its read port with -STALE
   kvstore client [--timeout-ms N] [--verbose] <host> <port> SET <key> <value>
   kvstore client … <host> <port> GET <key>
   kvstore client … <host> <port> DEL <key> [key…]

@@ -2,6 +2,7 @@
 
 import { parseArgs } from "node:util";
 import { type Cluster, findNode, loadCluster, type NodeAddress } from "../config/cluster.ts";
+import { maxStalenessMsDefault, maxStalenessMsMax, maxStalenessMsMin } from "../config/timing.ts";
 import { type LevelName, parseLevel } from "../log.ts";
 import { loadPeerAuth, type PeerAuth } from "../net/peer_auth.ts";
 
@@ -15,6 +16,9 @@ export interface NodeOptions {
   /** Shared cluster secret for node-to-node connections; null: none. */
   readonly auth: PeerAuth | null;
   readonly secretFile: string | undefined;
+  /** Follower reads answer -STALE once no leader has brought this node up to
+   * date for longer than this (`--max-staleness-ms`). */
+  readonly maxStalenessMs: number;
 }
 
 export type NodeArgs =
@@ -22,7 +26,26 @@ export type NodeArgs =
   /** `usage`: the command line is wrong; otherwise the cluster file is. */
   | { ok: false; error: string; usage: boolean };
 
-/** Parses `<N> [--cluster F] [--data-dir D] [--log-level L] [--term T]`. */
+/** The `--max-staleness-ms` value (undefined: the default), or why it is refused. */
+export function parseMaxStalenessMs(
+  text: string | undefined,
+): { ok: true; value: number } | { ok: false; error: string } {
+  if (text === undefined) return { ok: true, value: maxStalenessMsDefault };
+  // Digits only: Number() would also take "1e3", "0x64" or " 500 ".
+  const value = /^\d{1,10}$/.test(text) ? Number(text) : NaN;
+  if (!(value >= maxStalenessMsMin && value <= maxStalenessMsMax)) {
+    return {
+      ok: false,
+      error: `Invalid --max-staleness-ms ${
+        JSON.stringify(text)
+      }: expected a whole number of milliseconds from ${maxStalenessMsMin} to ${maxStalenessMsMax}`,
+    };
+  }
+  return { ok: true, value };
+}
+
+/** Parses `<N> [--cluster F] [--data-dir D] [--log-level L] [--term T]
+ * [--secret-file F] [--max-staleness-ms MS]`. */
 export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<NodeArgs> {
   let parsed;
   try {
@@ -35,6 +58,7 @@ export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<
         "log-level": { type: "string" },
         term: { type: "string" },
         "secret-file": { type: "string" },
+        "max-staleness-ms": { type: "string" },
       },
     });
   } catch (e) {
@@ -79,6 +103,9 @@ export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<
     }
     term = Number(t);
   }
+  // Not a usage slip but a wrong setting, like a bad cluster file: exit 3.
+  const maxStaleness = parseMaxStalenessMs(parsed.values["max-staleness-ms"]);
+  if (!maxStaleness.ok) return { ok: false, error: maxStaleness.error, usage: false };
   let auth: PeerAuth | null = null;
   const secretFile = parsed.values["secret-file"];
   if (secretFile !== undefined) {
@@ -97,6 +124,7 @@ export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<
       dataDir: parsed.values["data-dir"] ?? ".",
       logLevel,
       term,
+      maxStalenessMs: maxStaleness.value,
     },
   };
 }

@@ -47,3 +47,15 @@ export const reconnectBackoffMsMax = 1000;
 
 /** Supervisor → peer control connections: reconnect delay cap. */
 export const peerReconnectMsMax = 1000;
+
+/** Follower read staleness bound (`--max-staleness-ms`): a follower that has
+ * not been brought up to date by a leader for longer than this answers reads
+ * with -STALE instead of from its copy. Above a normal failover (about 1 s:
+ * election timeout plus a round trip) so reads go on across one, yet small
+ * enough that a cut-off follower stops serving old data within seconds. */
+export const maxStalenessMsDefault = 2000;
+/** Below two replication heartbeats a follower would turn stale between two
+ * of them under ordinary scheduling delays. */
+export const maxStalenessMsMin = 100;
+/** An hour: beyond it the bound promises nothing worth a number. */
+export const maxStalenessMsMax = 3_600_000;

@@ -6,8 +6,11 @@
 //                where its log ends, then appends, fsyncs and acknowledges
 //                the leader's APPEND batches (Raft §5.3), truncating a
 //                divergent uncommitted suffix when the leader's log differs
-//   read         GET from the committed state (may be stale); data commands
-//                that need the leader get -REDIRECT <leaderHost> <clientPort>
+//   read         GET from the committed state (may be stale, within the
+//                bound: -STALE once this node has not caught up with a leader
+//                for longer than --max-staleness-ms, see leader_contact.ts);
+//                data commands that need the leader get -REDIRECT <leaderHost>
+//                <clientPort>
 //   client       every data command gets that redirect
 //
 // Sync state machine:
@@ -36,6 +39,7 @@ import { assignTerms, decideAppend } from "../raft/replication.ts";
 import { InvariantError } from "../raft/types.ts";
 import type { NodeOptions } from "../cli/role_args.ts";
 import { type DataCommands } from "./commands.ts";
+import { type LeaderContact } from "./leader_contact.ts";
 import { ReplicaState } from "./replica_state.ts";
 import { sendToSupervisor } from "./role_ipc.ts";
 import { dialPeer } from "../net/peer_auth.ts";
@@ -55,12 +59,15 @@ export class FollowerRole {
   /** False until this process has heard from a leader: before that our
    * commit index is unknown and reads would wrongly answer "not found". */
   #heardFromLeader: boolean;
+  /** When we last held everything the leader had committed: bounds read staleness. */
+  readonly #contact: LeaderContact;
 
-  constructor(opts: NodeOptions, state: ReplicaState, log: Log) {
+  constructor(opts: NodeOptions, state: ReplicaState, log: Log, contact: LeaderContact) {
     this.#opts = opts;
     this.#self = opts.self;
     this.#state = state;
     this.#log = log;
+    this.#contact = contact;
     // A commit index recorded by an earlier run is as good as a leader's word.
     this.#heardFromLeader = state.commitIndex > 0;
   }
@@ -128,6 +135,10 @@ export class FollowerRole {
             "TRYAGAIN this follower does not know what is committed yet (no leader heard from)",
           );
         }
+        // Known committed, but maybe long ago: past the bound, say so rather
+        // than answer as if current (a missing key would read as nil).
+        const stale = this.#contact.staleReply(performance.now());
+        if (stale !== null) return stale;
         return encodeBulk(this.#state.kv.get(key) ?? null);
       },
     };
@@ -142,6 +153,7 @@ export class FollowerRole {
       `master_link_status:${this.#conn ? "up" : "down"}`,
       `commit_index:${this.#state.commitIndex}`,
       `last_index:${this.#state.log.lastIndex}`,
+      ...this.#contact.infoLines(performance.now()),
     ];
   }
 
@@ -222,13 +234,16 @@ export class FollowerRole {
     const buf = new Uint8Array(256 * 1024);
     for (;;) {
       const n = await conn.read(buf);
+      // Everything in this read was sent before now: a conservative time for
+      // "caught up with what the leader had committed when it sent it".
+      const receivedMs = performance.now();
       if (n === null) throw new Error("leader closed the connection");
       if (generation !== this.#generation) return;
       parser.push(buf.subarray(0, n));
       let finish = () => {};
       this.#processing = new Promise((r) => (finish = r));
       try {
-        if (!(await this.#processBatch(conn, parser, generation, term))) return;
+        if (!(await this.#processBatch(conn, parser, generation, term, receivedMs))) return;
       } finally {
         finish();
       }
@@ -242,6 +257,7 @@ export class FollowerRole {
     parser: ReplicationParser,
     generation: number,
     term: number,
+    receivedMs: number,
   ): Promise<boolean> {
     {
       let reply: { ack: boolean; index: number; round: number } | null = null;
@@ -271,6 +287,9 @@ export class FollowerRole {
       // toward an older term's quorum after our supervisor moved on: refuse.
       if (generation !== this.#generation || this.#term !== term) return false;
       this.#applyCommit();
+      // Caught up only when we hold all the leader had committed, not merely
+      // heard from it: a follower still catching up on a long log is behind.
+      if (this.#state.commitIndex >= this.#leaderCommit) this.#contact.caughtUp(receivedMs);
       await writeAll(conn, encodeAck(term, reply.index, reply.round));
       return true;
     }

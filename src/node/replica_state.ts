@@ -68,12 +68,19 @@ export class ReplicaState {
         // Our log holds the very entry the hint vouches for, so everything up
         // to it is committed (Log Matching).
         state.commitTo(hint.index);
+        // Only a trusted hint vouches for when we were last up to date.
+        state.#savedContactEpochMs = hint.leaderContactEpochMs;
       } else if (hint !== null && hint.index > 0) {
         log.warn(
           `ignoring ${commitHintPath}: the WAL does not hold entry ${hint.index} of term ${hint.term}`,
         );
         // Do not let it match some later, different log by chance.
-        await writeCommitHint(commitHintPath, { index: 0, term: 0, lineHash: 0 }).catch(() => {});
+        await writeCommitHint(commitHintPath, {
+          index: 0,
+          term: 0,
+          lineHash: 0,
+          leaderContactEpochMs: null,
+        }).catch(() => {});
       }
       state.#savedCommitIndex = state.commitIndex;
     }
@@ -86,20 +93,45 @@ export class ReplicaState {
 
   #commitHintPath: string | null = null;
   #savedCommitIndex: LogIndex = 0;
+  /** The leader contact time in the hint file (read at open, then as saved). */
+  #savedContactEpochMs: number | null = null;
   #savingHint = false;
 
-  /** Records the commit index for the next start (see commit_hint.ts); cheap
-   * to call often, writes only when it moved. */
-  async saveCommitHint(): Promise<void> {
+  /** When the trusted commit hint says this node was last up to date with a
+   * leader (wall clock, ms since the epoch); null: not known. */
+  get hintLeaderContactEpochMs(): number | null {
+    return this.#savedContactEpochMs;
+  }
+
+  /** Records the commit index for the next start (see commit_hint.ts), with
+   * `leaderContactEpochMs`, the last time this node knew it held everything
+   * its leader had committed (null: unknown). The caller takes that time in
+   * the same synchronous step as this call, so the index written is at least
+   * what was committed then. Cheap to call often; writes only when the index
+   * or the contact time moved. */
+  async saveCommitHint(leaderContactEpochMs: number | null): Promise<void> {
     const path = this.#commitHintPath;
     const index = this.#commitIndex;
-    if (path === null || this.#savingHint || index <= this.#savedCommitIndex) return;
+    if (path === null || this.#savingHint) return;
+    const contactMoved = leaderContactEpochMs !== null &&
+      (this.#savedContactEpochMs === null || leaderContactEpochMs > this.#savedContactEpochMs);
+    if (index < this.#savedCommitIndex || (index === this.#savedCommitIndex && !contactMoved)) {
+      return;
+    }
     const entry = this.log.entry(index);
     if (entry === undefined) return;
+    // Never write an older contact time over a newer one.
+    const contact = contactMoved ? leaderContactEpochMs : this.#savedContactEpochMs;
     this.#savingHint = true;
     try {
-      await writeCommitHint(path, { index, term: entry.term, lineHash: lineHash(entry.line) });
+      await writeCommitHint(path, {
+        index,
+        term: entry.term,
+        lineHash: lineHash(entry.line),
+        leaderContactEpochMs: contact,
+      });
       this.#savedCommitIndex = index;
+      this.#savedContactEpochMs = contact;
     } catch {
       // Only a hint: the next start asks a leader instead.
     } finally {

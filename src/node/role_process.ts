@@ -13,8 +13,9 @@
 import type { NodeOptions } from "../cli/role_args.ts";
 import { type Log, logger, setupLogging } from "../log.ts";
 import { type CommandHandler, startRespServer } from "../net/resp_server.ts";
-import { makeCommandHandler } from "./commands.ts";
+import { type DataCommands, makeCommandHandler } from "./commands.ts";
 import { FollowerRole } from "./follower_role.ts";
+import { LeaderContact } from "./leader_contact.ts";
 import { LeaderRole } from "./leader_role.ts";
 import { ReplicaState, walPath } from "./replica_state.ts";
 import { commitHintPath } from "../storage/commit_hint.ts";
@@ -81,6 +82,25 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
     return exitWalDamaged;
   }
 
+  // Reads from our own copy are bounded in staleness (--max-staleness-ms).
+  // A recent enough contact time in a trusted commit hint lets a quick
+  // restart go on serving them; the monotonic clock takes over from there.
+  const contact = LeaderContact.fromEpochMs(
+    self.id,
+    opts.maxStalenessMs,
+    state.hintLeaderContactEpochMs,
+    Date.now(),
+    performance.now(),
+  );
+  /** True once this node, leading, knows all earlier leaders' commits. */
+  let leaderCaughtUp = (): boolean => false;
+  /** The monotonic time now, after noting that a caught-up leader is current. */
+  const contactNowMs = (): number => {
+    const nowMs = performance.now();
+    if (leaderCaughtUp()) contact.caughtUp(nowMs);
+    return nowMs;
+  };
+
   let follower: FollowerRole | null = null;
   let leader: LeaderRole | null = null;
   let clientHandler: CommandHandler = () => new Uint8Array();
@@ -89,8 +109,22 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
   const lead = (term: number): void => {
     const peerIds = opts.cluster.nodes.map((n) => n.id as number).filter((id) => id !== self.id);
     leader = new LeaderRole(term, self, peerIds, state, log, opts.auth);
-    clientHandler = makeCommandHandler(leader.data);
-    readHandler = makeCommandHandler(leader.readData);
+    // The constructor appended our term's first entry: once it is committed,
+    // so is everything earlier leaders committed (Raft §5.4.2), and our copy
+    // is current for as long as we lead. Until then, what we knew as a
+    // follower still counts, within the bound.
+    const termStartIndex = state.log.lastIndex;
+    leaderCaughtUp = () => state.commitIndex >= termStartIndex;
+    const withContact = (data: DataCommands): DataCommands => ({
+      ...data,
+      info: () => [...data.info(), ...contact.infoLines(contactNowMs())],
+    });
+    const readData = leader.readData;
+    clientHandler = makeCommandHandler(withContact(leader.data));
+    readHandler = makeCommandHandler(withContact({
+      ...readData,
+      get: (key, ctx) => contact.staleReply(contactNowMs()) ?? readData.get(key, ctx),
+    }));
     try {
       const repl = Deno.listen({ hostname: self.listenHost, port: self.replicationPort });
       log.info(`${self.host} ${self.clientPort} term ${term}`);
@@ -133,7 +167,7 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
     }
     lead(opts.term!);
   } else {
-    follower = new FollowerRole(opts, state, log);
+    follower = new FollowerRole(opts, state, log, contact);
     clientHandler = makeCommandHandler(follower.clientData);
     readHandler = makeCommandHandler(follower.readData);
   }
@@ -181,7 +215,10 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
     }
   };
   follower?.fence(fencedTerm);
-  setInterval(() => state.saveCommitHint(), commitHintIntervalMs);
+  setInterval(
+    () => state.saveCommitHint(contact.epochMs(contactNowMs(), Date.now())),
+    commitHintIntervalMs,
+  );
   loaded = true;
   markLoaded();
 

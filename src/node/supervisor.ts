@@ -61,6 +61,8 @@ export class Supervisor {
       opts.dataDir,
       "--log-level",
       opts.logLevel,
+      "--max-staleness-ms",
+      String(opts.maxStalenessMs),
     ];
     if (opts.clusterFile !== undefined) baseArgs.push("--cluster", opts.clusterFile);
     if (opts.secretFile !== undefined) baseArgs.push("--secret-file", opts.secretFile);

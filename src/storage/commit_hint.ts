@@ -11,11 +11,22 @@
 // log holding the committed entry at that index holds the committed prefix.
 // Written without fsync (temp file + rename keeps it whole): losing it only
 // means asking a leader.
+//
+// An optional fourth field, `<leaderContactEpochMs>`, is the wall-clock time
+// (ms since the Unix epoch) at which this node last knew it was up to date
+// with its leader: a restart soon after may go on serving follower reads
+// within the staleness bound (`--max-staleness-ms`) without waiting for a
+// leader. A three-field hint (written by older versions, or while the node
+// had no such contact) is still read; it just vouches for no contact time.
+// Older versions refuse a four-field hint as unreadable, which only costs
+// them a wait for the leader.
 
 export interface CommitHint {
   readonly index: number;
   readonly term: number;
   readonly lineHash: number;
+  /** When the node last knew it was up to date with a leader; null: unknown. */
+  readonly leaderContactEpochMs: number | null;
 }
 
 export function commitHintPath(dataDir: string, nodeId: number): string {
@@ -40,13 +51,31 @@ export async function readCommitHint(path: string): Promise<CommitHint | "missin
   } catch (e) {
     return e instanceof Deno.errors.NotFound ? "missing" : "unreadable";
   }
-  const m = /^(\d{1,15}) (\d{1,15}) (\d{1,10})$/.exec(text);
+  return parseCommitHint(text);
+}
+
+/** Parses the file's text (without its newline); "unreadable" when it does not parse. */
+export function parseCommitHint(text: string): CommitHint | "unreadable" {
+  const m = /^(\d{1,15}) (\d{1,15}) (\d{1,10})(?: (\d{1,15}))?$/.exec(text);
   if (!m) return "unreadable";
-  return { index: Number(m[1]), term: Number(m[2]), lineHash: Number(m[3]) };
+  return {
+    index: Number(m[1]),
+    term: Number(m[2]),
+    lineHash: Number(m[3]),
+    leaderContactEpochMs: m[4] === undefined ? null : Number(m[4]),
+  };
+}
+
+/** The file's text, newline included; the contact time only when known. */
+export function formatCommitHint(hint: CommitHint): string {
+  const contact = hint.leaderContactEpochMs === null
+    ? ""
+    : ` ${Math.max(0, Math.floor(hint.leaderContactEpochMs))}`;
+  return `${hint.index} ${hint.term} ${hint.lineHash}${contact}\n`;
 }
 
 export async function writeCommitHint(path: string, hint: CommitHint): Promise<void> {
   const tmp = `${path}.tmp`;
-  await Deno.writeTextFile(tmp, `${hint.index} ${hint.term} ${hint.lineHash}\n`);
+  await Deno.writeTextFile(tmp, formatCommitHint(hint));
   await Deno.rename(tmp, path);
 }

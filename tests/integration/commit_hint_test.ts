@@ -1,12 +1,18 @@
 // A restarted node serves reads from its read port at once, from what it knew
 // was committed before (nodeN.commit), even while no leader can be elected.
+// The staleness bound on such reads has its own test (staleness_test.ts);
+// here it is set far out of the way (`--max-staleness-ms 600000`) so that
+// only the hint's own rules decide.
 
 import assert from "node:assert/strict";
 import { lineHash } from "../../src/storage/commit_hint.ts";
 import { startCluster, text, waitForValue, waitUntil } from "./harness.ts";
 
+const noStaleness = ["--max-staleness-ms", "600000"];
+
 Deno.test("commit hint: with no quorum, a restarted node's read port still serves committed data", async () => {
-  await using cluster = await startCluster(4);
+  await using cluster = await startCluster(4, { start: false });
+  for (const n of cluster.nodes) cluster.start(n.id, noStaleness);
   await cluster.waitForCluster();
   const leader = await cluster.waitForLeader();
   assert.equal(
@@ -34,7 +40,7 @@ Deno.test("commit hint: with no quorum, a restarted node's read port still serve
   await cluster.stop(followers[1]!.id);
   // Two of four left: no leader is possible. Restart one of them.
   await cluster.stop(leader);
-  cluster.start(leader);
+  cluster.start(leader, noStaleness);
   await waitForValue(cluster, cluster.node(leader).readPort, "city", "Vilnius", 10000);
   cluster.pass();
 });
@@ -52,7 +58,7 @@ Deno.test("commit hint: a hint that does not name an entry of this WAL is ignore
     const bogus of ["999999999999", `4 2 ${lineHash(lines[3]!) ^ 1}`, `4 1 ${lineHash(lines[3]!)}`]
   ) {
     await Deno.writeTextFile(`${cluster.dir}/node1.commit`, bogus + "\n");
-    cluster.start(1); // alone: no leader can tell it anything
+    cluster.start(1, noStaleness); // alone: no leader can tell it anything
     await cluster.waitForPorts();
     const reply = text(await cluster.call(read, ["GET", "x"]));
     assert.match(
@@ -62,9 +68,14 @@ Deno.test("commit hint: a hint that does not name an entry of this WAL is ignore
     );
     await cluster.stop(1);
   }
-  // A hint naming entry 2 exactly as the WAL holds it is trusted up to there.
-  await Deno.writeTextFile(`${cluster.dir}/node1.commit`, `2 1 ${lineHash(lines[1]!)}\n`);
-  cluster.start(1);
+  // A hint naming entry 2 exactly as the WAL holds it is trusted up to there
+  // (with a contact time: without one, reads would be -STALE until a leader
+  // is heard from).
+  await Deno.writeTextFile(
+    `${cluster.dir}/node1.commit`,
+    `2 1 ${lineHash(lines[1]!)} ${Date.now()}\n`,
+  );
+  cluster.start(1, noStaleness);
   await cluster.waitForPorts();
   assert.equal(text(await cluster.call(read, ["GET", "x"])), "committed");
   cluster.pass();

@@ -1,0 +1,119 @@
+// FollowerRole's read staleness bound against a fake leader on a loopback
+// socket: hearing from a leader is not enough to serve reads; the follower
+// must hold everything the leader says is committed (src/node/follower_role.ts,
+// src/node/leader_contact.ts).
+
+import assert from "node:assert/strict";
+import {
+  encodeAppend,
+  type ReplicationMessage,
+  ReplicationParser,
+} from "../../../src/codec/replication.ts";
+import { encodeWalLine, type WalRecord } from "../../../src/codec/wal_line.ts";
+import type { NodeOptions } from "../../../src/cli/role_args.ts";
+import { type Cluster, type NodeAddress, type NodeId } from "../../../src/config/cluster.ts";
+import type { Log } from "../../../src/log.ts";
+import { FollowerRole } from "../../../src/node/follower_role.ts";
+import { LeaderContact } from "../../../src/node/leader_contact.ts";
+import { ReplicaState } from "../../../src/node/replica_state.ts";
+
+const quiet: Log = { debug() {}, info() {}, warn: console.error, error: console.error };
+const utf8 = new TextEncoder();
+const ctx = { closeAfterReply: false, lastWriteIndex: 0 };
+
+function node(id: number, replicationPort: number): NodeAddress {
+  return {
+    id: id as NodeId,
+    host: "127.0.0.1",
+    listenHost: "127.0.0.1",
+    clientPort: 1,
+    replicationPort,
+    readPort: 1,
+    controlPort: 1,
+  };
+}
+
+/** Reads replication messages from the follower until one of `kind` arrives. */
+async function expect(
+  conn: Deno.Conn,
+  parser: ReplicationParser,
+  kind: ReplicationMessage["kind"],
+): Promise<ReplicationMessage> {
+  const buf = new Uint8Array(4096);
+  for (;;) {
+    const r = parser.next();
+    if (r.kind === "message") {
+      if (r.message.kind === kind) return r.message;
+      throw new Error(`Expected ${kind}, got ${JSON.stringify(r.message)}`);
+    }
+    if (r.kind === "error") throw new Error(r.message);
+    const n = await conn.read(buf);
+    if (n === null) throw new Error(`Connection closed waiting for ${kind}`);
+    parser.push(buf.slice(0, n));
+  }
+}
+
+Deno.test("follower staleness: reads are served only once the follower holds all the leader committed", async () => {
+  const dir = await Deno.makeTempDir();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const leader = node(1, (listener.addr as Deno.NetAddr).port);
+  const self = node(2, 1);
+  const cluster: Cluster = { nodes: [leader, self] };
+  const opts: NodeOptions = {
+    cluster,
+    self,
+    clusterFile: undefined,
+    dataDir: dir,
+    logLevel: "error",
+    term: undefined,
+    auth: null,
+    secretFile: undefined,
+    maxStalenessMs: 60_000,
+  };
+  const state = await ReplicaState.open(`${dir}/node2.log`, quiet);
+  const contact = new LeaderContact(2, opts.maxStalenessMs);
+  const follower = new FollowerRole(opts, state, quiet, contact);
+  const get = async (key: string) =>
+    new TextDecoder().decode(await follower.readData.get(utf8.encode(key), ctx));
+  let conn: Deno.Conn | null = null;
+  try {
+    assert.match(await get("x"), /^-TRYAGAIN/);
+    follower.setLeader(1, 1);
+    conn = await listener.accept();
+    const parser = new ReplicationParser();
+    await expect(conn, parser, "HELLO");
+    const x = utf8.encode("x");
+    const entries: WalRecord[] = [
+      { op: "TERM", index: 1, term: 1 },
+      { op: "SET", index: 2, key: x, value: utf8.encode("old") },
+      { op: "SET", index: 3, key: x, value: utf8.encode("new") },
+    ];
+    // The leader has committed 3 but sends only up to 2: the follower hears
+    // from it, applies 2, and is still behind.
+    await conn.write(encodeAppend(1, 0, 0, 3, 1, entries.slice(0, 2).map((r) => encodeWalLine(r))));
+    assert.equal((await expect(conn, parser, "ACK")).kind, "ACK");
+    assert.equal(state.commitIndex, 2);
+    assert.equal(
+      await get("x"),
+      "-STALE node 2 has not caught up with a leader since it started (bound 60000 ms)\r\n",
+    );
+    assert.equal(contact.ageMs(performance.now()), null);
+    // Now it holds what the leader committed: current again.
+    await conn.write(encodeAppend(1, 2, 1, 3, 2, entries.slice(2).map((r) => encodeWalLine(r))));
+    await expect(conn, parser, "ACK");
+    assert.equal(await get("x"), "$3\r\nnew\r\n");
+    assert.ok(contact.ageMs(performance.now())! < 60_000);
+    // A heartbeat that finds the follower complete keeps it current; INFO says how long ago.
+    await conn.write(encodeAppend(1, 3, 1, 3, 3, []));
+    await expect(conn, parser, "ACK");
+    const info = follower.clientData.info();
+    assert.ok(info.some((l) => /^leader_contact_age_ms:\d+$/.test(l)), info.join(" "));
+    assert.ok(info.includes("max_staleness_ms:60000"), info.join(" "));
+  } finally {
+    await follower.quiesce();
+    conn?.close();
+    listener.close();
+    state.wal.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
