@@ -6,10 +6,15 @@
 //   await using cluster = await startCluster(4);
 //   const leader = await cluster.waitForLeader();
 //   await cluster.client(leader, ["SET", "k", "v"]);
+//
+// Proxied mode (`startCluster(4, { proxied: true })`) routes every
+// node-to-node link (control and replication ports) through a proxy per
+// directed pair, so fault tests can cut or delay links via `cluster.links`.
 
 import { fileURLToPath } from "node:url";
 import { replyText, requestOnce } from "../../src/client/client.ts";
 import type { Reply } from "../../src/codec/resp.ts";
+import { LinkFaults } from "../support/link_proxy.ts";
 
 export const mainTs = fileURLToPath(new URL("../../main.ts", import.meta.url));
 
@@ -42,15 +47,27 @@ export function freePorts(count: number): number[] {
 export class TestCluster {
   readonly dir: string;
   readonly nodes: TestNode[];
+  /** The real ports of every node, for clients and CLI helpers. */
   readonly clusterFile: string;
+  /** Proxied mode: the link controller; null when nodes dial each other directly. */
+  readonly links: LinkFaults | null;
+  /** Proxied mode: node id → its own cluster file (peers at proxy ports). */
+  readonly #nodeFiles: ReadonlyMap<number, string>;
   readonly #running = new Map<number, Running>();
   readonly #output = new Map<number, string[]>();
   #failed = true;
 
-  constructor(dir: string, nodes: TestNode[], clusterFile: string) {
+  constructor(
+    dir: string,
+    nodes: TestNode[],
+    clusterFile: string,
+    proxied: { links: LinkFaults; nodeFiles: ReadonlyMap<number, string> } | null = null,
+  ) {
     this.dir = dir;
     this.nodes = nodes;
     this.clusterFile = clusterFile;
+    this.links = proxied?.links ?? null;
+    this.#nodeFiles = proxied?.nodeFiles ?? new Map();
   }
 
   node(id: number): TestNode {
@@ -70,7 +87,7 @@ export class TestCluster {
         "run",
         String(id),
         "--cluster",
-        this.clusterFile,
+        this.#nodeFiles.get(id) ?? this.clusterFile,
         "--data-dir",
         this.dir,
         "--log-level",
@@ -233,7 +250,10 @@ export class TestCluster {
       for (const n of this.nodes) {
         console.error(`\n======== node ${n.id} log ========\n${this.log(n.id)}`);
       }
+      if (this.links) console.error(`\n======== links ========\n${this.links.describe()}`);
     }
+    // Only once no node is left to dial them.
+    await this.links?.close();
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
 }
@@ -273,13 +293,21 @@ export async function waitUntil(
   }
 }
 
-/** Writes a cluster file for `count` nodes on free loopback ports and starts them all. */
+/** Writes a cluster file for `count` nodes on free loopback ports and starts them all.
+ * `proxied`: every node also gets `cluster-N.json`, where each peer's control and
+ * replication ports are proxies for the directed pair (N → peer), run by `cluster.links`. */
 export async function startCluster(
   count = 4,
-  opts: { start?: boolean } = {},
+  opts: { start?: boolean; proxied?: boolean } = {},
 ): Promise<TestCluster> {
   const dir = await Deno.makeTempDir({ prefix: "kvstore-test-" });
-  const ports = freePorts(count * 4);
+  // Hold the nodes' ports while proxies bind port 0, so the kernel cannot
+  // hand a proxy a port a node is about to bind.
+  const held = Array.from(
+    { length: count * 4 },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const ports = held.map((l) => l.addr.port);
   const nodes: TestNode[] = [];
   for (let i = 0; i < count; i++) {
     nodes.push({
@@ -290,14 +318,50 @@ export async function startCluster(
       controlPort: ports[i * 4 + 3]!,
     });
   }
+  let proxied: { links: LinkFaults; nodeFiles: Map<number, string> } | null = null;
+  try {
+    if (opts.proxied) proxied = await writeProxiedFiles(dir, nodes);
+  } finally {
+    for (const l of held) l.close();
+  }
   const clusterFile = `${dir}/cluster.json`;
-  await Deno.writeTextFile(
-    clusterFile,
-    JSON.stringify({ nodes: nodes.map((n) => ({ ...n, host: "127.0.0.1" })) }, null, 2),
-  );
-  const cluster = new TestCluster(dir, nodes, clusterFile);
+  await Deno.writeTextFile(clusterFile, clusterJson(nodes));
+  const cluster = new TestCluster(dir, nodes, clusterFile, proxied);
   if (opts.start !== false) { for (const n of nodes) cluster.start(n.id); }
   return cluster;
+}
+
+function clusterJson(nodes: readonly TestNode[]): string {
+  return JSON.stringify({ nodes: nodes.map((n) => ({ ...n, host: "127.0.0.1" })) }, null, 2);
+}
+
+/** One proxy per directed pair per peer port kind, and `cluster-N.json` per node
+ * naming its own real ports and its peers' proxies. Client and read ports stay
+ * real: clients and REDIRECT replies use them. */
+async function writeProxiedFiles(
+  dir: string,
+  nodes: readonly TestNode[],
+): Promise<{ links: LinkFaults; nodeFiles: Map<number, string> }> {
+  const links = new LinkFaults();
+  const nodeFiles = new Map<number, string>();
+  try {
+    for (const self of nodes) {
+      const view = nodes.map((peer) =>
+        peer.id === self.id ? peer : {
+          ...peer,
+          controlPort: links.listen(self.id, peer.id, peer.controlPort).port,
+          replicationPort: links.listen(self.id, peer.id, peer.replicationPort).port,
+        }
+      );
+      const file = `${dir}/cluster-${self.id}.json`;
+      await Deno.writeTextFile(file, clusterJson(view));
+      nodeFiles.set(self.id, file);
+    }
+  } catch (e) {
+    await links.close();
+    throw e;
+  }
+  return { links, nodeFiles };
 }
 
 /** A reply as one short line: "(nil)", "-ERR …", ":1", text. */
