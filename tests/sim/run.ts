@@ -1,0 +1,51 @@
+// Runs the simulator from the command line: one seed to replay a failure
+// exactly (with its trace), or a batch of random seeds to hunt for one.
+//
+//   deno run -A tests/sim/run.ts --seed 42 --nodes 4 --trace
+//   deno run -A tests/sim/run.ts --random 200 --nodes 5
+
+import { parseArgs } from "node:util";
+import { report, simulate } from "./world.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    seed: { type: "string" },
+    random: { type: "string" },
+    nodes: { type: "string", default: "4" },
+    trace: { type: "boolean", default: false },
+  },
+});
+
+const nodes = Number(values.nodes);
+if (![3, 4, 5].includes(nodes)) {
+  console.error(`--nodes must be 3, 4 or 5, not ${values.nodes}`);
+  Deno.exit(2);
+}
+const seeds: number[] = [];
+if (values.seed !== undefined) seeds.push(Number(values.seed));
+const randomCount = Number(values.random ?? 0);
+for (let i = 0; i < randomCount; i++) seeds.push(Math.floor(Math.random() * 2 ** 31));
+if (seeds.length === 0 || seeds.some((s) => !Number.isSafeInteger(s))) {
+  console.error("Give --seed N (replay one run) or --random COUNT (run COUNT random seeds)");
+  Deno.exit(2);
+}
+
+let failed = 0;
+for (const seed of seeds) {
+  const r = simulate(seed, { nodes });
+  const s = r.stats;
+  console.log(
+    `seed ${seed} nodes ${nodes}: ${r.ok ? "ok" : "FAILED"} — ${s.operations} operations, ` +
+      `${s.acknowledgedWrites} acknowledged writes, ${s.faults} faults, ${s.leaders} leaders, ` +
+      `${s.events} events`,
+  );
+  if (!r.ok) {
+    failed++;
+    console.log(report(r, values.trace ? 160 : 40));
+  } else if (values.trace) {
+    console.log(r.trace.join("\n"));
+  }
+}
+console.log(`${seeds.length - failed} of ${seeds.length} seeds passed`);
+Deno.exit(failed === 0 ? 0 : 1);
