@@ -8,13 +8,15 @@
 // own: that lives in src/client/client.ts.
 //
 // Exit codes: 0 success, 1 key not found (GET/GETFF/GETFB nil), 2 any error
-// (one `error: …` line on stderr) or bad usage (usage text on stderr).
+// (one `error: …` line on stderr) or bad usage (usage text on stderr), 3 a write
+// whose outcome is unknown (sent, then the connection or the commit timed out).
 
 import { parseArgs } from "node:util";
 import {
   type ClientOptions,
   type Endpoint,
   KvClientError,
+  OutcomeUnknownError,
   request,
   timeoutMsDefault,
 } from "../client/client.ts";
@@ -277,7 +279,9 @@ export async function clientMain(
     const message = e instanceof Error ? e.message : String(e);
     // One line, whatever the server put in its error text.
     await err(`error: ${message.replace(/[\r\n]+/g, " ")}\n`);
-    return 2;
+    // A write that may or may not have been applied is not a plain failure:
+    // scripts must not blindly repeat it.
+    return e instanceof OutcomeUnknownError ? 3 : 2;
   }
   await logChain;
   return code;

@@ -9,12 +9,16 @@
 // It must not decide what a reply means beyond REDIRECT and TRYAGAIN: any
 // other reply, `-ERR …` included, goes back to the caller unchanged.
 //
-// Retrying is safe for the commands the store has: SET and DEL are
-// idempotent and GET has no effect. A command sent "as-is" that is not
-// idempotent could be applied twice if a reply is lost; kvstore has none.
+// A retry happens only when the command cannot have taken effect: the node
+// refused the connection, redirected, or said it knows no leader. A write
+// (SET, DEL) whose request was sent and then met a lost connection, a reply
+// timeout or the leader's "not committed in time" TRYAGAIN may still be
+// applied; sending it again could apply it twice (DEL would then report 0,
+// and a repeated SET could land after another client's later write). Such a
+// write ends with OutcomeUnknownError instead. Reads are retried freely.
 
 import { Connection, ConnectionError, formatAddress } from "./connection.ts";
-import type { Reply } from "../codec/resp.ts";
+import { type Reply, writeMayStillApplyText } from "../codec/resp.ts";
 
 export interface ClientOptions {
   /** Deadline for the whole request, retries included. */
@@ -35,6 +39,28 @@ export class KvClientError extends Error {
     super(message);
     this.name = "KvClientError";
   }
+}
+
+/** A write was sent but its fate is not known: it may or may not be applied.
+ * Read the key back (GET on the leader is linearizable) to find out. */
+export class OutcomeUnknownError extends KvClientError {
+  constructor(message: string) {
+    super(message);
+    this.name = "OutcomeUnknownError";
+  }
+}
+
+/** Commands that change data: never re-sent once they may have reached a leader. */
+function isWrite(args: readonly (string | Uint8Array)[]): boolean {
+  const first = args[0];
+  const name = typeof first === "string" ? first : replyDecoder.decode(first ?? new Uint8Array());
+  return /^(SET|DEL)$/i.test(name);
+}
+
+/** The leader's TRYAGAIN for a write it logged but could not commit in time
+ * (src/node/leader_role.ts): the write may still apply. */
+export function isMayStillApply(errorText: string): boolean {
+  return isTryAgain(errorText) && errorText.includes(writeMayStillApplyText);
 }
 
 /** 10 s covers a leader election (timeouts of a few seconds) plus a retry or two. */
@@ -183,6 +209,7 @@ export async function request(
   for (let attempt = 1;; attempt++) {
     const cause = await attemptChain(origin, args, {
       deadline,
+      write: isWrite(args),
       redirectsMax,
       attemptTimeoutMs,
       followRedirects,
@@ -206,6 +233,8 @@ export async function request(
 
 interface ChainOptions {
   readonly deadline: number;
+  /** SET/DEL: once sent, never sent again (see the header). */
+  readonly write: boolean;
   readonly redirectsMax: number;
   readonly attemptTimeoutMs: number;
   readonly followRedirects: boolean;
@@ -238,16 +267,38 @@ async function attemptChain(
       return { kind: "transport", error };
     }
     let reply: Reply;
+    const budgetMs = Math.max(1, Math.ceil(Math.min(remainingMs, o.attemptTimeoutMs)));
+    const started = performance.now();
+    let conn: Connection;
     try {
-      const budgetMs = Math.max(1, Math.ceil(Math.min(remainingMs, o.attemptTimeoutMs)));
-      reply = await requestOnce(target.host, target.port, args, budgetMs);
+      conn = await Connection.connect(target.host, target.port, budgetMs);
     } catch (e) {
+      // Not connected: nothing was sent, so any command may be tried again.
       if (!(e instanceof ConnectionError)) throw e;
       if (isTransient(e)) return { kind: "transport", error: e };
       throw new KvClientError(e.message);
     }
+    try {
+      const leftMs = Math.max(1, Math.ceil(budgetMs - (performance.now() - started)));
+      reply = await conn.call(args, leftMs);
+    } catch (e) {
+      if (!(e instanceof ConnectionError)) throw e;
+      if (o.write) {
+        throw new OutcomeUnknownError(
+          `outcome unknown: ${address} took the write but ${transportReason(e)}; ` +
+            `it may or may not have been applied (read the key back to know)`,
+        );
+      }
+      if (isTransient(e)) return { kind: "transport", error: e };
+      throw new KvClientError(e.message);
+    } finally {
+      await conn.close();
+    }
 
     if (reply.kind === "error" && isTryAgain(reply.value)) {
+      if (o.write && isMayStillApply(reply.value)) {
+        throw new OutcomeUnknownError(`outcome unknown: ${address} answered ${reply.value}`);
+      }
       return { kind: "tryagain", address, text: reply.value };
     }
     if (!o.followRedirects || !isRedirectReply(reply)) return { kind: "reply", reply };

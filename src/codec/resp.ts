@@ -601,6 +601,11 @@ export function encodeSimple(s: string): Uint8Array {
 }
 
 /** `-s\r\n`; CR/LF in `s` become spaces. */
+/** The words a leader's TRYAGAIN carries when a write is in its log but not
+ * committed in time: clients must not send such a write again (it may still
+ * be applied), and src/client/client.ts looks for exactly these words. */
+export const writeMayStillApplyText = "it may still apply";
+
 export function encodeError(s: string): Uint8Array {
   return encodeLine(MINUS, s);
 }

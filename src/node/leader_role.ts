@@ -16,7 +16,7 @@
 // the replication state and acting on it, except around WAL syncs, whose
 // completions are re-checked against the current state.
 
-import { encodeBulk, encodeError, encodeInteger } from "../codec/resp.ts";
+import { encodeBulk, encodeError, encodeInteger, writeMayStillApplyText } from "../codec/resp.ts";
 import {
   encodeAppend,
   encodeErr,
@@ -578,7 +578,9 @@ export class LeaderRole {
     }
     while (this.#writes.length > 0 && this.#writes[0]!.deadlineMs <= nowMs) {
       this.#writes.shift()!.reject(
-        new TryAgain(`write not committed within ${requestTimeoutMs} ms; it may still apply`),
+        new TryAgain(
+          `write not committed within ${requestTimeoutMs} ms; ${writeMayStillApplyText}`,
+        ),
       );
     }
     this.#reads = this.#reads.filter((r) => {

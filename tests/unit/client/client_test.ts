@@ -10,7 +10,9 @@ import { Connection, ConnectionError } from "../../../src/client/connection.ts";
 import {
   isTryAgain,
   KvClientError,
+  OutcomeUnknownError,
   parseRedirect,
+  replyText,
   request,
   requestOnce,
 } from "../../../src/client/client.ts";
@@ -396,14 +398,72 @@ Deno.test("request retries TRYAGAIN and returns the reply that follows", async (
 
 Deno.test("request restarts from the origin after TRYAGAIN from a redirect target", async () => {
   let n = 0;
-  await using leader = startFake(() =>
-    ++n === 1 ? "-TRYAGAIN write outcome unknown\r\n" : "+OK\r\n"
-  );
+  await using leader = startFake(() => ++n === 1 ? "-TRYAGAIN no leader known yet\r\n" : "+OK\r\n");
   await using follower = startFake(() => `-REDIRECT 127.0.0.1 ${leader.port}\r\n`);
   const reply = await request("127.0.0.1", follower.port, ["SET", "k", "v"]);
   assert.deepEqual(reply, { kind: "simple", value: "OK" });
   assert.equal(follower.calls.length, 2);
   assert.equal(leader.calls.length, 2);
+});
+
+Deno.test("request never sends a write again once it may have been applied: lost connection", async () => {
+  await using server = startFake(() => "close");
+  await assert.rejects(
+    request("127.0.0.1", server.port, ["DEL", "k"], { timeoutMs: 2000 }),
+    (e: unknown) =>
+      e instanceof OutcomeUnknownError && /outcome unknown: .* connection closed/.test(e.message),
+  );
+  assert.equal(server.calls.length, 1, "the DEL went out exactly once");
+});
+
+Deno.test("request never sends a write again once it may have been applied: reply timeout", async () => {
+  await using server = startFake(() => "hang");
+  await assert.rejects(
+    request("127.0.0.1", server.port, ["set", "k", "v"], {
+      timeoutMs: 2000,
+      attemptTimeoutMs: 200,
+    }),
+    OutcomeUnknownError,
+  );
+  assert.equal(server.calls.length, 1, "the SET went out exactly once");
+});
+
+Deno.test("request never sends a write again after the leader's may-still-apply TRYAGAIN", async () => {
+  await using server = startFake(() =>
+    "-TRYAGAIN write not committed within 5000 ms; it may still apply\r\n"
+  );
+  await assert.rejects(
+    request("127.0.0.1", server.port, ["SET", "k", "v"], { timeoutMs: 2000 }),
+    (e: unknown) => e instanceof OutcomeUnknownError && /may still apply/.test(e.message),
+  );
+  assert.equal(server.calls.length, 1);
+});
+
+Deno.test("request sends a read again after a lost connection", async () => {
+  let n = 0;
+  await using server = startFake(() => ++n === 1 ? "close" : "$1\r\nv\r\n");
+  const reply = await request("127.0.0.1", server.port, ["GET", "k"], { timeoutMs: 2000 });
+  assert.equal(replyText(reply), "v");
+  assert.equal(server.calls.length, 2);
+});
+
+Deno.test("kvstore client exits 3 when a write's outcome is unknown", async () => {
+  await using server = startFake(() => "close");
+  const r = await runCli([
+    "--timeout-ms",
+    "2000",
+    "127.0.0.1",
+    String(server.port),
+    "SET",
+    "k",
+    "v",
+  ]);
+  assert.equal(r.code, 3);
+  assert.match(
+    r.stderr,
+    /^error: outcome unknown: 127\.0\.0\.1:\d+ took the write but connection closed before a reply; it may or may not have been applied/,
+  );
+  assert.equal(server.calls.length, 1);
 });
 
 Deno.test("request returns other error replies at once, without retrying", async () => {
