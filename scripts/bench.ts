@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { request } from "../src/client/client.ts";
 import {
   killPid,
+  portRefuses,
   startCluster,
   type TestCluster,
   waitUntil,
@@ -59,6 +60,9 @@ async function failover(cluster: TestCluster): Promise<number> {
   const t0 = performance.now();
   killPid(sup, "SIGKILL");
   if (role !== null) killPid(role, "SIGKILL");
+  // Write once the kill has taken effect (a few ms): a SET that reached the
+  // dying leader would end with an unknown outcome instead of being retried.
+  await waitUntil(() => portRefuses(cluster.node(leader).clientPort), 2000, "the leader to die");
   const reply = await request("127.0.0.1", other.clientPort, ["SET", "failover", "x"], {
     timeoutMs: 15000,
   });

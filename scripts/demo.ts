@@ -619,6 +619,10 @@ async function drill(opts: Options): Promise<void> {
   const clientLog: string[] = [];
   const killedMs = performance.now();
   killPid(leaderRole, "SIGKILL");
+  // Write once the kill has taken effect (a few ms): a SET that reached the
+  // dying process would have an unknown outcome, and the client says so
+  // rather than risk applying it twice.
+  for (let i = 0; i < 200 && !portIsFree(leader.clientPort); i++) await sleep(5);
   let reply: Reply;
   try {
     reply = await request(host, target.clientPort, ["SET", "user10", "Kirpas"], {

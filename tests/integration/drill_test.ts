@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { request } from "../../src/client/client.ts";
-import { killPid, startCluster, text, waitUntil } from "./harness.ts";
+import { killPid, portRefuses, startCluster, text, waitUntil } from "./harness.ts";
 
 Deno.test("failover drill: writes survive the leader's role process dying", async () => {
   await using cluster = await startCluster(4);
@@ -24,6 +24,9 @@ Deno.test("failover drill: writes survive the leader's role process dying", asyn
   const role = cluster.rolePid(leader);
   assert.ok(role !== null, "leader role pid is logged");
   killPid(role, "SIGKILL");
+  // Write once the kill has taken effect: a SET that reached the dying process
+  // has an unknown outcome, which the client reports instead of retrying.
+  await waitUntil(() => portRefuses(cluster.node(leader).clientPort), 2000, "the role to die");
   // Any live node's client port leads the client to the new leader.
   const some = followers[0]!;
   const reply = await request("127.0.0.1", some.clientPort, ["SET", "user10", "Kirpas"], {

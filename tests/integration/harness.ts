@@ -270,6 +270,16 @@ export function portsFree(n: TestNode): boolean {
   return true;
 }
 
+/** True when nothing listens on 127.0.0.1:`port` any more. */
+export function portRefuses(port: number): boolean {
+  try {
+    Deno.listen({ hostname: "127.0.0.1", port }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function killPid(pid: number, signal: Deno.Signal): void {
   try {
     Deno.kill(pid, signal);

@@ -127,6 +127,16 @@ Deno.test("supervisor: a frozen leader role process (SIGSTOP) is killed and anot
   killPid(role, "SIGSTOP");
   try {
     const other = cluster.nodes.find((n) => n.id !== leader)!;
+    // Write once another node leads: a SET sent to the frozen node would sit
+    // in its socket with an unknown outcome, which the client reports as such.
+    await waitUntil(
+      async () => {
+        const now = await cluster.leaderId();
+        return now !== null && now !== leader;
+      },
+      15000,
+      "a leader other than the frozen node",
+    );
     const reply = await request("127.0.0.1", other.clientPort, ["SET", "after", "freeze"], {
       timeoutMs: 15000,
     });
