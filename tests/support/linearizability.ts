@@ -56,9 +56,14 @@ export const searchStatesMaxDefault = 2_000_000;
 const explanationPrefixOpsMax = 10;
 const explanationBlockedOpsMax = 8;
 
-/** Register value ids: 0 is "absent", positive ids are interned strings, and
- * a GET of a string no SET of this key ever wrote expects an id no state has. */
+/** Register value ids. A GET compares the register with the value it saw and
+ * a DEL only asks whether it is absent, so values that no determinate GET of
+ * the key returned are indistinguishable and share one id: that merges search
+ * states that differ only in which unread value the register holds. */
 const absentValueId = 0;
+const unreadValueId = 1;
+const firstReadValueId = 2;
+/** What a GET expects when it saw a value no SET of the key wrote: no state has it. */
 const neverWrittenValueId = -1;
 
 /**
@@ -78,7 +83,9 @@ export function checkLinearizable(
 ): Verdict {
   const searchStatesMax = opts?.searchStatesMax ?? searchStatesMaxDefault;
   if (!Number.isInteger(searchStatesMax) || searchStatesMax < 1) {
-    throw new RangeError(`searchStatesMax must be a positive integer, got ${searchStatesMax}`);
+    throw new RangeError(
+      `Option searchStatesMax must be a positive integer, got ${searchStatesMax}`,
+    );
   }
 
   // Map keeps insertion order, so "first failing key" means first to appear.
@@ -147,7 +154,7 @@ interface Entry {
   readonly operation: Operation;
   readonly invokeMs: number;
   readonly completeMs: number; // Infinity when indeterminate
-  readonly writeValueId: number; // SET: the id it stores
+  readonly writeValueId: number; // SET: the id it stores; DEL: absentValueId
   readonly expectValueId: number; // determinate GET: the id it saw
   readonly expectDeletedCount: number | null; // determinate DEL: the count it saw
 }
@@ -164,6 +171,21 @@ interface Step {
   readonly frontierBefore: number;
 }
 
+/** How many indeterminate operations of each class a search state has placed. */
+type Counts = readonly number[];
+
+/** True if state counts `a` placed no more of any class than `b`. */
+function covers(a: Counts, b: Counts): boolean {
+  if (a === b) return true;
+  for (let c = 0; c < a.length; c++) if (a[c]! > b[c]!) return false;
+  return true;
+}
+
+interface InternedCounts {
+  readonly counts: Counts;
+  readonly alone: readonly Counts[];
+}
+
 interface Frame {
   readonly candidates: readonly number[];
   cursor: number;
@@ -175,14 +197,14 @@ function checkKey(
   historyIndices: readonly number[],
   searchStatesMax: number,
 ): KeyOutcome {
-  const valueIds = new Map<string, number>();
-  const valueNames: (string | null)[] = [null];
-  for (const { op } of operations) {
-    if (op.kind === "set" && !valueIds.has(op.value)) {
-      valueIds.set(op.value, valueNames.length);
-      valueNames.push(op.value);
-    }
+  const readValues = new Set<string>();
+  const writtenValues = new Set<string>();
+  for (const { op, result } of operations) {
+    if (result?.kind === "value" && result.value !== null) readValues.add(result.value);
+    if (op.kind === "set") writtenValues.add(op.value);
   }
+  const readValueIds = new Map<string, number>();
+  for (const value of readValues) readValueIds.set(value, firstReadValueId + readValueIds.size);
 
   const det: Entry[] = [];
   const indet: Entry[] = [];
@@ -190,15 +212,19 @@ function checkKey(
     const { op, result } = operation;
     // An indeterminate GET neither changes the register nor tells us anything.
     if (result === null && op.kind === "get") return;
+    let expectValueId = absentValueId;
+    if (result?.kind === "value" && result.value !== null) {
+      expectValueId = writtenValues.has(result.value)
+        ? readValueIds.get(result.value) ?? neverWrittenValueId
+        : neverWrittenValueId;
+    }
     const entry: Entry = {
       index: historyIndices[i] ?? i,
       operation,
       invokeMs: operation.invokeMs,
       completeMs: operation.completeMs ?? Infinity,
-      writeValueId: op.kind === "set" ? valueIds.get(op.value) ?? neverWrittenValueId : 0,
-      expectValueId: result?.kind === "value"
-        ? result.value === null ? absentValueId : valueIds.get(result.value) ?? neverWrittenValueId
-        : absentValueId,
+      writeValueId: op.kind === "set" ? readValueIds.get(op.value) ?? unreadValueId : absentValueId,
+      expectValueId,
       expectDeletedCount: result?.kind === "deleted" ? result.count : null,
     };
     (result === null ? indet : det).push(entry);
@@ -207,13 +233,30 @@ function checkKey(
   det.sort((a, b) => a.invokeMs - b.invokeMs || a.completeMs - b.completeMs || a.index - b.index);
   indet.sort((a, b) => a.invokeMs - b.invokeMs || a.index - b.index);
 
+  // Indeterminate operations with the same effect (the value they write, or
+  // absent for a DEL) form a class. Along a search path the earliest pending
+  // completion only grows, so members of a class that are placeable now stay
+  // placeable and are interchangeable: the search offers one per class. Two
+  // states with the same determinate set have the same earliest pending
+  // completion, so the same members are placeable in both, and every member
+  // placed so far is among them: the memo records how many of each class
+  // were placed, not which.
+  const classOfWrite = new Map<number, number>();
+  const indetClass = indet.map((entry) => {
+    const known = classOfWrite.get(entry.writeValueId);
+    if (known !== undefined) return known;
+    classOfWrite.set(entry.writeValueId, classOfWrite.size);
+    return classOfWrite.size - 1;
+  });
+  const classCount = classOfWrite.size;
+
   const detDone = new Uint8Array(det.length);
   const indetDone = new Uint8Array(indet.length);
-  const indetBits = indet.map((_, j) => 1n << BigInt(j));
+  const placedByClass = new Int32Array(classCount);
+  const classOffered = new Uint8Array(classCount);
   let frontier = 0; // every det[i] with i < frontier has taken effect; det[frontier] has not
   let detDoneCount = 0;
   let valueId = absentValueId;
-  let indetMask = 0n;
 
   const entryOf = (candidate: number): Entry =>
     (candidate >= 0 ? det[candidate] : indet[-candidate - 1])!;
@@ -239,9 +282,9 @@ function checkKey(
   // one must take effect before it completes. Ties are allowed (closed
   // intervals). det is sorted by invocation, so the scan stops at the first
   // operation invoked after the running minimum.
-  const candidatesNow = (): number[] => {
+  const candidatesNow = (withIndeterminate = true): number[] => {
     let completeMsMin = Infinity;
-    const detCandidates: number[] = [];
+    const candidates: number[] = [];
     for (let i = frontier; i < det.length; i++) {
       const entry = det[i]!;
       if (entry.invokeMs > completeMsMin) break;
@@ -251,17 +294,21 @@ function checkKey(
       // earlier only relaxes the constraints on everything else.
       if (entry.operation.op.kind === "get" && entry.expectValueId === valueId) return [i];
       if (entry.completeMs < completeMsMin) completeMsMin = entry.completeMs;
-      detCandidates.push(i);
+      candidates.push(i);
     }
     // Earliest deadline first: the likeliest order for a correct store.
-    detCandidates.sort((a, b) => det[a]!.completeMs - det[b]!.completeMs || a - b);
-    // Indeterminate ones last, so "it never happened" is tried first. One
-    // that would not change the register is pointless here and skipped.
+    candidates.sort((a, b) => det[a]!.completeMs - det[b]!.completeMs || a - b);
+    if (!withIndeterminate) return candidates;
+    // Indeterminate ones last, so "it never happened" is tried first; one per
+    // class, and none that would leave the register as it is.
+    classOffered.fill(0);
     for (let j = 0; j < indet.length && indet[j]!.invokeMs <= completeMsMin; j++) {
-      if (indetDone[j] === 1) continue;
-      if (transition(-j - 1, valueId) !== valueId) detCandidates.push(-j - 1);
+      const classIndex = indetClass[j]!;
+      if (indetDone[j] === 1 || classOffered[classIndex] === 1) continue;
+      classOffered[classIndex] = 1;
+      if (transition(-j - 1, valueId) !== valueId) candidates.push(-j - 1);
     }
-    return detCandidates;
+    return candidates;
   };
 
   // Right after an indeterminate operation X is placed, only a determinate
@@ -271,23 +318,40 @@ function checkKey(
   // the next operation does not notice (or that comes last) can be dropped
   // from the order, since taking effect is optional and it never constrains
   // when others may go (for a register, a reply that fits both with and
-  // without X also leaves the same register). It keeps "maybe it happened here" from multiplying
-  // the search by every point in time where X could have happened.
+  // without X also leaves the same register). It keeps "maybe it happened
+  // here" from multiplying the search by every point in time.
   const noticingCandidates = (valueIdWithout: number): number[] =>
-    candidatesNow().filter((candidate) =>
-      candidate >= 0 && transition(candidate, valueId) !== null &&
+    candidatesNow(false).filter((candidate) =>
+      transition(candidate, valueId) !== null &&
       transition(candidate, valueIdWithout) === null
     );
 
   // Memo of explored states (all but those right after an indeterminate
   // operation), keyed by (determinate set, register); the value lists the
-  // indeterminate sets seen with it. A state whose indeterminate set
-  // is a superset of one already explored is subsumed: anything it can still
-  // do, the other can too, by never placing the extra indeterminate operations.
+  // per-class counts of placed indeterminate operations seen with it. A state
+  // that placed at least as many of every class as an explored one is
+  // subsumed: anything it can still do, the other can too, by leaving the
+  // extra indeterminate operations out.
   // The determinate set is written as the frontier plus the placed operations
   // beyond it; those were all invoked before det[frontier] completed, so a
   // short scan finds them and the key stays small.
-  const memo = new Map<string, bigint[]>();
+  // Count vectors repeat across many states, so each distinct one is stored
+  // once (with a one-element list for the usual case of one vector per key):
+  // that keeps a memo entry to its key string, which bounds memory.
+  const memo = new Map<string, readonly Counts[]>();
+  const countsInterned = new Map<string, InternedCounts>();
+  let countsNow: InternedCounts | null = null; // null: placedByClass changed since interned
+  const internCounts = (): InternedCounts => {
+    if (countsNow !== null) return countsNow;
+    const name = placedByClass.join(",");
+    let interned = countsInterned.get(name);
+    if (interned === undefined) {
+      const counts = Array.from(placedByClass);
+      interned = { counts, alone: [counts] };
+      countsInterned.set(name, interned);
+    }
+    return (countsNow = interned);
+  };
   let statesVisited = 0;
   const remember = (): boolean => {
     const head = det[frontier]!;
@@ -295,14 +359,15 @@ function checkKey(
     for (let i = frontier + 1; i < det.length && det[i]!.invokeMs <= head.completeMs; i++) {
       if (detDone[i] === 1) memoKey += `,${i}`;
     }
+    const { counts, alone } = internCounts();
     const seen = memo.get(memoKey);
     if (seen === undefined) {
-      memo.set(memoKey, [indetMask]);
+      memo.set(memoKey, alone);
     } else {
-      if (seen.some((mask) => (mask & ~indetMask) === 0n)) return false;
-      // The new set is not covered; any superset of it already stored is now redundant.
-      const kept = seen.filter((mask) => (indetMask & ~mask) !== 0n);
-      kept.push(indetMask);
+      if (seen.some((placed) => covers(placed, counts))) return false;
+      // Entries the new one covers are now redundant.
+      const kept = seen.filter((placed) => !covers(counts, placed));
+      kept.push(counts);
       memo.set(memoKey, kept);
     }
     statesVisited++;
@@ -317,7 +382,8 @@ function checkKey(
       while (frontier < det.length && detDone[frontier] === 1) frontier++;
     } else {
       indetDone[-candidate - 1] = 1;
-      indetMask |= indetBits[-candidate - 1]!;
+      placedByClass[indetClass[-candidate - 1]!]!++;
+      countsNow = null;
     }
     valueId = valueIdAfter;
     return step;
@@ -330,7 +396,8 @@ function checkKey(
       detDoneCount--;
     } else {
       indetDone[-candidate - 1] = 0;
-      indetMask &= ~indetBits[-candidate - 1]!;
+      placedByClass[indetClass[-candidate - 1]!]!--;
+      countsNow = null;
     }
     valueId = step.valueIdBefore;
     frontier = step.frontierBefore;
@@ -390,13 +457,15 @@ function checkKey(
 
   // Rebuild the deepest state to describe why nothing fits after it.
   for (const candidate of deepestPath) apply(candidate, transition(candidate, valueId) ?? valueId);
-  const blocked = candidatesNow();
+  const prefix = deepestPath.map(entryOf);
+  let register: string | null = null; // the real value, where valueId may say only "unread"
+  for (const { operation: { op } } of prefix) {
+    if (op.kind === "set") register = op.value;
+    if (op.kind === "del") register = null;
+  }
   return {
     kind: "fail",
-    explanation: explain(key, det, indet, deepestPath.map(entryOf), blocked.map(entryOf), {
-      valueName: valueNames[valueId] ?? null,
-      valueId,
-    }),
+    explanation: explain(key, det, indet, prefix, candidatesNow().map(entryOf), register),
   };
 }
 
@@ -406,7 +475,7 @@ function explain(
   indet: readonly Entry[],
   prefix: readonly Entry[],
   blocked: readonly Entry[],
-  register: { readonly valueName: string | null; readonly valueId: number },
+  register: string | null,
 ): string {
   const placedDet = prefix.filter((entry) => entry.operation.result !== null).length;
   const lines: string[] = [
@@ -423,7 +492,7 @@ function explain(
         : " (none)"),
   );
   for (const entry of shown) lines.push(`  ${describe(entry)}`);
-  lines.push(`Register then holds ${JSON.stringify(register.valueName)}; none of these fits next:`);
+  lines.push(`Register then holds ${JSON.stringify(register)}; none of these fits next:`);
   const blockedDet = blocked.filter((entry) => entry.operation.result !== null);
   for (const entry of blockedDet.slice(0, explanationBlockedOpsMax)) {
     lines.push(`  ${describe(entry)}: ${refusal(entry, register)}`);
@@ -431,27 +500,21 @@ function explain(
   if (blockedDet.length > explanationBlockedOpsMax) {
     lines.push(`  ... and ${blockedDet.length - explanationBlockedOpsMax} more`);
   }
-  const blockedIndet = blocked.length - blockedDet.length;
-  if (blockedIndet > 0) {
-    lines.push(`  (${blockedIndet} indeterminate operations could go next; none leads further)`);
+  if (blocked.length > blockedDet.length) {
+    lines.push("  (an indeterminate operation could go next, but none leads further)");
   }
   lines.push("Other orders of concurrent operations were tried too; none got further");
   return lines.join("\n");
 }
 
-function refusal(
-  entry: Entry,
-  register: { readonly valueName: string | null; readonly valueId: number },
-): string {
+function refusal(entry: Entry, register: string | null): string {
   const { op } = entry.operation;
   if (op.kind === "get") {
     return entry.expectValueId === neverWrittenValueId
       ? "no SET of this key ever wrote that value"
-      : `register holds ${JSON.stringify(register.valueName)}`;
+      : `register holds ${JSON.stringify(register)}`;
   }
-  if (op.kind === "del") {
-    return register.valueId === absentValueId ? "key is absent" : "key is present";
-  }
+  if (op.kind === "del") return register === null ? "key is absent" : "key is present";
   return "refused"; // A SET always fits; listed only for completeness.
 }
 

@@ -1,7 +1,8 @@
 // Tests of tests/support/linearizability.ts: hand-written histories for the
 // classic register cases (stale reads, reads going back in time, timeouts,
-// DEL counts), seeded random histories from a real sequential simulation, and
-// a timing print for a long single-key history (printed, never asserted).
+// DEL counts), a cross-check against a brute-force search on small random
+// histories, seeded random histories from a real sequential simulation, and a
+// timing print for a long single-key history (printed, never asserted).
 
 import assert from "node:assert/strict";
 import { checkLinearizable, type KvOp, type Operation, type Verdict } from "./linearizability.ts";
@@ -206,6 +207,22 @@ Deno.test("an indeterminate DEL may take effect late, or never", () => {
   assertViolation([...prefix, get(3, "x", null, 30, 40), get(3, "x", "a", 50, 60)], "x");
 });
 
+Deno.test("an indeterminate SET used early on one path stays available on another", () => {
+  // The search can reach {SET b, both early DELs, SET c} with the timed-out
+  // SET spent on explaining an early DEL, and again with it unspent. Only the
+  // second can explain the last DEL, so the memo must not let the first
+  // (which placed more) stand in for it.
+  assertLinearizable([
+    set(1, "x", "b", 0, 5),
+    del(2, "x", 1, 6, 10),
+    set(3, "x", "c", 8, 8),
+    del(4, "x", 1, 12, 14),
+    del(5, "x", 0, 5, 9),
+    del(6, "x", 1, 12, 16),
+    set(7, "x", "c", 0, null),
+  ]);
+});
+
 Deno.test("an indeterminate GET carries no information and is ignored", () => {
   assertLinearizable([set(1, "x", "a", 0, 10), get(2, "x", null, 20, null)]);
 });
@@ -270,6 +287,87 @@ Deno.test("a malformed history throws and names the offending operation", () => 
   assert.throws(() => checkLinearizable([get(1, "x", null, 0, 1), backwards]), /Operation 1/);
   const wrongKind: Operation = { ...get(1, "x", null, 0, 1), result: { kind: "ok" } };
   assert.throws(() => checkLinearizable([wrongKind]), /is a get with a "ok" result/);
+});
+
+// ---- cross-check against brute force ----
+
+/**
+ * The definition, with no cleverness: some order of all determinate
+ * operations and any subset of the indeterminate ones that respects real
+ * time (A before B whenever A completed before B was invoked) and the model.
+ */
+function linearizableByBruteForce(history: readonly Operation[]): boolean {
+  const ops = history.filter((o) => !(o.op.kind === "get" && o.result === null));
+  const keys = new Set(ops.map((o) => o.op.key));
+  for (const key of keys) {
+    const mine = ops.filter((o) => o.op.key === key);
+    const placed = new Array<boolean>(mine.length).fill(false);
+    const search = (register: string | null, count: number): boolean => {
+      if (mine.every((o, i) => placed[i] || o.result === null)) return true;
+      for (let i = 0; i < mine.length; i++) {
+        const o = mine[i]!;
+        if (placed[i]) continue;
+        // Every operation that completed before this one was invoked must be placed already.
+        const ready = mine.every((p, j) =>
+          placed[j] || p.completeMs === null || !(p.completeMs < o.invokeMs)
+        );
+        if (!ready) continue;
+        let next = register;
+        if (o.op.kind === "set") next = o.op.value;
+        if (o.op.kind === "del") {
+          if (o.result?.kind === "deleted" && o.result.count !== (register === null ? 0 : 1)) {
+            continue;
+          }
+          next = null;
+        }
+        if (o.op.kind === "get" && o.result?.kind === "value" && o.result.value !== register) {
+          continue;
+        }
+        placed[i] = true;
+        const found = search(next, count + 1);
+        placed[i] = false;
+        if (found) return true;
+      }
+      return false;
+    };
+    if (!search(null, 0)) return false;
+  }
+  return true;
+}
+
+Deno.test("cross-check: agrees with brute force on small random histories", () => {
+  const prng = new Prng(2024);
+  const values = ["a", "b", "c"]; // few and repeated, so the checker cannot lean on uniqueness
+  let linearizable = 0;
+  for (let n = 0; n < 3000; n++) {
+    const history: Operation[] = [];
+    const count = prng.intBetween(1, 7);
+    for (let i = 0; i < count; i++) {
+      const client = i + 1;
+      const key = prng.next() < 0.8 ? "x" : "y";
+      const invokeMs = prng.intBetween(0, 12);
+      const completeMs = prng.next() < 0.2 ? null : invokeMs + prng.intBetween(0, 6);
+      const roll = prng.next();
+      if (roll < 0.4) {
+        history.push(set(client, key, values[prng.intBetween(0, 2)]!, invokeMs, completeMs));
+      } else if (roll < 0.6) {
+        history.push(del(client, key, prng.intBetween(0, 1), invokeMs, completeMs));
+      } else {
+        const seen = [null, ...values, "z"][prng.intBetween(0, 4)]!;
+        history.push(get(client, key, seen, invokeMs, completeMs));
+      }
+    }
+    const expected = linearizableByBruteForce(history);
+    const verdict = checkLinearizable(history);
+    assert.equal(
+      verdict.kind,
+      expected ? "linearizable" : "not-linearizable",
+      `case ${n}: ${JSON.stringify(history)}\n${show(verdict)}`,
+    );
+    if (expected) linearizable++;
+  }
+  // Both outcomes must be well represented, or the cross-check proves little.
+  assert.ok(linearizable > 600 && linearizable < 2400, `${linearizable} of 3000 linearizable`);
 });
 
 // ---- random histories from a sequential simulation ----
