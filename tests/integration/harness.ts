@@ -29,16 +29,44 @@ export interface TestNode {
 interface Running {
   proc: Deno.ChildProcess;
   done: Promise<void>;
+  /** Set when the supervisor exits; `stopping` when we asked it to. */
+  exitCode: number | null;
+  stopping: boolean;
 }
 
 const decoder = new TextDecoder();
 
-/** Ports that were free a moment ago (bound to port 0, then released). */
+/** Test ports come from below the kernel's ephemeral range (32768–60999 on
+ * Linux): a port taken from that range and released could be given to some
+ * outgoing connection before the node binds it, which once made a node fail
+ * with "Address already in use" under a busy parallel run. */
+const testPortMin = 20_000;
+const testPortMax = 32_000;
+
+/** Binds `count` distinct free loopback ports from the test range and keeps
+ * them bound; the caller closes the listeners just before the ports are used. */
+function holdPorts(count: number): Deno.TcpListener[] {
+  const held: Deno.TcpListener[] = [];
+  for (let tries = 0; held.length < count; tries++) {
+    if (tries > count * 100) {
+      for (const l of held) l.close();
+      throw new Error(
+        `Found only ${held.length} of ${count} free ports in ${testPortMin}–${testPortMax}`,
+      );
+    }
+    const port = testPortMin + Math.floor(Math.random() * (testPortMax - testPortMin));
+    try {
+      held.push(Deno.listen({ hostname: "127.0.0.1", port }));
+    } catch {
+      // In use: try another.
+    }
+  }
+  return held;
+}
+
+/** Ports that were free a moment ago (bound, then released). */
 export function freePorts(count: number): number[] {
-  const listeners = Array.from(
-    { length: count },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
+  const listeners = holdPorts(count);
   const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
   for (const l of listeners) l.close();
   return ports;
@@ -111,14 +139,20 @@ export class TestCluster {
       }
       if (pending) lines.push(pending);
     };
-    const done = Promise.all([pump(proc.stdout), pump(proc.stderr), proc.status]).then(() => {});
-    this.#running.set(id, { proc, done });
+    const running: Running = { proc, done: Promise.resolve(), exitCode: null, stopping: false };
+    running.done = Promise.all([
+      pump(proc.stdout),
+      pump(proc.stderr),
+      proc.status.then((st) => void (running.exitCode = st.code)),
+    ]).then(() => {});
+    this.#running.set(id, running);
   }
 
   /** Waits for node `id`'s supervisor to exit by itself; returns its exit code. */
   async waitExit(id: number, timeoutMs: number): Promise<number> {
     const r = this.#running.get(id);
     if (!r) throw new Error(`Node ${id} is not running`);
+    r.stopping = true;
     const timer = setTimeout(() => killPid(r.proc.pid, "SIGKILL"), timeoutMs);
     const status = await r.proc.status;
     clearTimeout(timer);
@@ -151,6 +185,7 @@ export class TestCluster {
   async stop(id: number, signal: "SIGTERM" | "SIGKILL" = "SIGTERM"): Promise<void> {
     const r = this.#running.get(id);
     if (!r) return;
+    r.stopping = true;
     const role = this.rolePid(id);
     try {
       r.proc.kill(signal);
@@ -169,6 +204,17 @@ export class TestCluster {
   /** One request to one port, no redirect following; errors come back as replies. */
   async call(port: number, args: (string | Uint8Array)[], timeoutMs = 3000): Promise<Reply> {
     return await requestOnce("127.0.0.1", port, args, timeoutMs);
+  }
+
+  /** Throws if a node we started exited without being asked to: waiting on it
+   * would only end in a timeout that hides the cause (its log says it). */
+  assertAlive(): void {
+    for (const [id, r] of this.#running) {
+      if (r.exitCode !== null && !r.stopping) {
+        const tail = (this.#output.get(id) ?? []).slice(-5).join("\n");
+        throw new Error(`Node ${id} exited by itself with code ${r.exitCode}:\n${tail}`);
+      }
+    }
   }
 
   /** The node whose client port answers INFO with role:master, or null. */
@@ -192,6 +238,7 @@ export class TestCluster {
     let leader: number | null = null;
     await waitUntil(
       async () => {
+        this.assertAlive();
         leader = await this.leaderId();
         if (leader === null) return false;
         try {
@@ -215,6 +262,7 @@ export class TestCluster {
       for (const port of [n.clientPort, n.readPort]) {
         await waitUntil(
           async () => {
+            this.assertAlive();
             try {
               return (await this.call(port, ["PING"], 1000)).kind === "simple";
             } catch {
@@ -313,10 +361,7 @@ export async function startCluster(
   const dir = await Deno.makeTempDir({ prefix: "kvstore-test-" });
   // Hold the nodes' ports while proxies bind port 0, so the kernel cannot
   // hand a proxy a port a node is about to bind.
-  const held = Array.from(
-    { length: count * 4 },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
+  const held = holdPorts(count * 4);
   const ports = held.map((l) => l.addr.port);
   const nodes: TestNode[] = [];
   for (let i = 0; i < count; i++) {
