@@ -10,7 +10,7 @@ import type { KvOp, Operation } from "../support/linearizability.ts";
 import type { Outcome, SimMessage } from "./messages.ts";
 
 export const clientTiming = {
-  timeoutMs: 1000,
+  timeoutMs: 500,
   redirectHopsMax: 4,
   backoffMs: 50,
   thinkMsMax: 20,

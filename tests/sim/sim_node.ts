@@ -37,7 +37,6 @@ export const simTiming = {
   electionTimeoutTicksMax: 90,
   replicationHeartbeatTicks: 5,
   commitHintTicks: 20,
-  batchEntriesMax: 64,
 } as const;
 
 /** What a node tells the world: sends, fsync requests, and facts the
@@ -120,6 +119,9 @@ export class SimNode {
   #leader: LeaderState | null = null;
   #pendingAcks: PendingAck[] = [];
   #ticks = 0;
+  /** Entries per AppendEntries: small batches cut a new leader's old-term
+   * entries off from its TERM marker, which the commit rule must survive. */
+  batchEntriesMax = 64;
 
   constructor(
     id: number,
@@ -340,7 +342,7 @@ export class SimNode {
     if (!leader) return;
     const next = Math.min(leader.nextIndex.get(peer)!, this.log.lastIndex + 1);
     const prevIndex = next - 1;
-    const entries = this.log.slice(next, next + simTiming.batchEntriesMax - 1);
+    const entries = this.log.slice(next, next + this.batchEntriesMax - 1);
     this.#env.send({
       kind: "Append",
       from: this.id,

@@ -139,6 +139,7 @@ export class SimWorld {
   #dupRate: number;
   #delayMsMax: number;
   #wipedOnce = false;
+  readonly #batchEntriesMax: number;
   #events = 0;
   #messages = 0;
   #faults = 0;
@@ -150,6 +151,7 @@ export class SimWorld {
     this.#dropRate = this.rng.next() * 0.05;
     this.#dupRate = this.rng.next() * 0.03;
     this.#delayMsMax = this.rng.intBetween(2, 30);
+    this.#batchEntriesMax = this.rng.next() < 0.5 ? this.rng.intBetween(1, 4) : 64;
     for (const id of this.#ids) {
       this.disks.set(id, new FakeDisk());
       this.#boot(id);
@@ -331,6 +333,7 @@ export class SimWorld {
       acknowledged: (n, index, entry) => this.invariants.acknowledgedWrite(n, index, entry),
     };
     const node = new SimNode(id, peers, this.disks.get(id)!, this.rng.intBetween(1, 2 ** 31), env);
+    node.batchEntriesMax = this.#batchEntriesMax;
     this.nodes.set(id, node);
   }
 
@@ -374,8 +377,13 @@ export class SimWorld {
     const roll = this.rng.next();
     const healMs = this.rng.intBetween(200, 3000);
     if (roll < 0.25) {
-      // A partition: a random group against the rest, both ways.
-      const group = this.#ids.filter(() => this.rng.next() < 0.5);
+      // A partition: a random group against the rest, both ways. Often the
+      // leader alone: clients still reach it, the classic setting for a
+      // deposed leader's stale read or lost write.
+      const leader = this.#leaderId();
+      const group = leader !== null && this.rng.next() < 0.4
+        ? [leader]
+        : this.#ids.filter(() => this.rng.next() < 0.5);
       if (group.length === 0 || group.length === this.#ids.length) {
         group.splice(0, group.length, this.#pickNode(true));
       }
