@@ -567,7 +567,10 @@ async function drill(opts: Options): Promise<void> {
     });
     await client([host, String(f.readPort), "GET", key], { code: 0, stdout: want });
   }
-  say("  A read port answers from the follower's own copy (eventually consistent).");
+  say(
+    "  A read port answers from the follower's own copy: it may lag the leader, by at most",
+  );
+  say("  --max-staleness-ms (default 2000 ms); past that it answers -STALE instead.");
 
   step("GET on a follower's client port follows the REDIRECT to the leader");
   await client(["--verbose", host, String(f3.clientPort), "GET", "city"], {

@@ -13,8 +13,22 @@ const { values } = parseArgs({
   options: {
     seconds: { type: "string", default: "60" },
     "epoch-seconds": { type: "string", default: "30" },
+    help: { type: "boolean", default: false },
   },
 });
+if (values.help) {
+  console.log(`Usage: deno task torture [--seconds N] [--epoch-seconds N]
+
+  --seconds N        how long to run (default 60)
+  --epoch-seconds N  judge the history every N seconds, then start on fresh keys (default 30)
+
+Per epoch it prints the operations recorded: complete ones; indeterminate writes (sent, no
+answer: they may or may not have taken effect); operations not executed (connection refused,
+redirected, or no leader known: certainly not applied, so not recorded); failed reads (a GET
+without an answer changes nothing, so it is left out). The run ends with one summary line and
+exits 1 if any check failed.`);
+  Deno.exit(0);
+}
 const seconds = Number(values.seconds);
 const epochSeconds = Number(values["epoch-seconds"]);
 if (!(seconds > 0) || !(epochSeconds > 0)) {

@@ -27,6 +27,8 @@ export interface SimOptions {
   readonly settleMs: number;
   readonly clients: number;
   readonly keys: number;
+  /** Keep every event in the trace (replays), not only the most recent ones. */
+  readonly fullTrace?: boolean;
 }
 
 export const defaultSimOptions: Omit<SimOptions, "seed"> = {
@@ -491,7 +493,9 @@ export class SimWorld {
 
   #record(text: string): void {
     this.#trace.push(`${String(this.#now).padStart(6)} ms  ${text}`);
-    if (this.#trace.length > traceLinesMax * 2) this.#trace.splice(0, traceLinesMax);
+    if (!this.options.fullTrace && this.#trace.length > traceLinesMax * 2) {
+      this.#trace.splice(0, traceLinesMax);
+    }
   }
 }
 
