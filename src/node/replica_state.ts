@@ -11,7 +11,7 @@ import type { Log } from "../log.ts";
 import { type LogEntry, RaftLog } from "../raft/log.ts";
 import { invariant, type LogIndex } from "../raft/types.ts";
 import { type ApplyResult, KvStore } from "../kv/store.ts";
-import { WalFile } from "../storage/wal_file.ts";
+import { WalFile, type WalOpenOptions } from "../storage/wal_file.ts";
 import { lineHash, readCommitHint, writeCommitHint } from "../storage/commit_hint.ts";
 
 export function walPath(dataDir: string, nodeId: number): string {
@@ -37,8 +37,13 @@ export class ReplicaState {
 
   /** Loads the WAL (creating it if missing). A torn tail is cut off with a
    * WARN; damage before the last line throws, naming the file and line. */
-  static async open(path: string, log: Log, commitHintPath?: string): Promise<ReplicaState> {
-    const opened = await WalFile.open(path);
+  static async open(
+    path: string,
+    log: Log,
+    commitHintPath?: string,
+    walOptions: WalOpenOptions = {},
+  ): Promise<ReplicaState> {
+    const opened = await WalFile.open(path, walOptions);
     if (opened.tornTail !== null) {
       const t = opened.tornTail;
       log.warn(

@@ -117,3 +117,73 @@ Deno.test("follower staleness: reads are served only once the follower holds all
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("follower acknowledges entries only after their fsync has completed (Raft §5.3)", async () => {
+  const dir = await Deno.makeTempDir();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const leader = node(1, (listener.addr as Deno.NetAddr).port);
+  const self = node(2, 1);
+  const opts: NodeOptions = {
+    cluster: { nodes: [leader, self] },
+    self,
+    clusterFile: undefined,
+    dataDir: dir,
+    logLevel: "error",
+    term: undefined,
+    auth: null,
+    secretFile: undefined,
+    maxStalenessMs: 60_000,
+  };
+  // A disk whose fdatasync does not return until the test says so.
+  let releaseSync = () => {};
+  let syncsStarted = 0;
+  const gate = new Promise<void>((r) => (releaseSync = r));
+  const state = await ReplicaState.open(`${dir}/node2.log`, quiet, undefined, {
+    wrapHandle: (file) => ({
+      write: (p) => file.write(p),
+      truncate: (n) => file.truncate(n),
+      close: () => file.close(),
+      syncData: async () => {
+        syncsStarted++;
+        await gate;
+        await file.syncData();
+      },
+    }),
+  });
+  const follower = new FollowerRole(opts, state, quiet, new LeaderContact(2, 60_000));
+  let conn: Deno.Conn | null = null;
+  try {
+    follower.setLeader(1, 1);
+    conn = await listener.accept();
+    const parser = new ReplicationParser();
+    await expect(conn, parser, "HELLO");
+    const records: WalRecord[] = [
+      { op: "TERM", index: 1, term: 1 },
+      { op: "SET", index: 2, key: utf8.encode("k"), value: utf8.encode("v") },
+    ];
+    await conn.write(encodeAppend(1, 0, 0, 0, 1, records.map((r) => encodeWalLine(r))));
+    // The entries are written and their fsync has begun, but not finished:
+    // an ACK now would promise the leader something a crash could undo.
+    const buf = new Uint8Array(4096);
+    const read = conn.read(buf);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const quiet400ms = new Promise<"quiet">((r) => (timer = setTimeout(() => r("quiet"), 400)));
+    const first = await Promise.race([read, quiet400ms]);
+    clearTimeout(timer);
+    assert.equal(first, "quiet", "nothing from the follower before its fsync completes");
+    assert.ok(syncsStarted >= 1, "the follower started an fsync");
+    releaseSync();
+    const n = await read;
+    assert.ok(n !== null, "the follower answers once the fsync completes");
+    parser.push(buf.slice(0, n));
+    const ack = await expect(conn, parser, "ACK");
+    assert.equal(ack.kind === "ACK" ? ack.matchIndex : -1, 2);
+  } finally {
+    releaseSync();
+    await follower.quiesce();
+    conn?.close();
+    listener.close();
+    state.wal.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
