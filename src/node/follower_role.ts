@@ -33,7 +33,11 @@ import {
 } from "../codec/replication.ts";
 import { decodeWalLine } from "../codec/wal_line.ts";
 import { findNode, type NodeAddress } from "../config/cluster.ts";
-import { reconnectBackoffMsMax, reconnectBackoffMsMin } from "../config/timing.ts";
+import {
+  electionTimeoutMsMax,
+  reconnectBackoffMsMax,
+  reconnectBackoffMsMin,
+} from "../config/timing.ts";
 import { type Log } from "../log.ts";
 import { assignTerms, decideAppend } from "../raft/replication.ts";
 import { InvariantError } from "../raft/types.ts";
@@ -53,6 +57,8 @@ export class FollowerRole {
   /** The highest term our supervisor has told us about; never acknowledge below it. */
   #term = 0;
   #leader: NodeAddress | null = null;
+  /** Since when we have had no replication connection to the named leader. */
+  #linkDownSinceMs = performance.now();
   /** Bumped whenever the leader or term changes: old connection loops stop. */
   #generation = 0;
   #conn: Deno.Conn | null = null;
@@ -94,6 +100,7 @@ export class FollowerRole {
   #setLeader(term: number, leader: NodeAddress | null): void {
     this.#term = term;
     this.#leader = leader;
+    this.#linkDownSinceMs = performance.now();
     this.#generation++;
     try {
       this.#conn?.close();
@@ -112,6 +119,17 @@ export class FollowerRole {
     const l = this.#leader;
     if (l === null || l.id === this.#self.id) {
       return encodeError("TRYAGAIN no leader known yet; an election may be in progress");
+    }
+    // A leader we have not reached for longer than an election timeout is
+    // probably gone (with no quorum left, it stays named until a new one
+    // wins): sending the client there would only earn it "connection
+    // refused" from a dead node, so say what is known instead.
+    const downMs = this.#conn === null ? performance.now() - this.#linkDownSinceMs : 0;
+    if (downMs > electionTimeoutMsMax) {
+      return encodeError(
+        `TRYAGAIN no leader known yet: leader node ${l.id} has been unreachable for ` +
+          `${Math.round(downMs)} ms; an election may be in progress`,
+      );
     }
     return encodeError(`REDIRECT ${l.host} ${l.clientPort}`);
   }
@@ -161,6 +179,7 @@ export class FollowerRole {
 
   async #connectLoop(generation: number, leader: NodeAddress, term: number): Promise<void> {
     let backoffMs = reconnectBackoffMsMin;
+    let failures = 0;
     while (generation === this.#generation) {
       this.#log.info(`trying to connect to leader ${leader.host}:${leader.replicationPort}`);
       let conn: Deno.Conn;
@@ -168,7 +187,10 @@ export class FollowerRole {
         conn = await Deno.connect({ hostname: leader.host, port: leader.replicationPort });
       } catch (e) {
         if (generation !== this.#generation) return;
-        this.#log.warn(`connect failed (${(e as Error).name}), sleeping ${backoffMs} ms`);
+        // WARN once per outage, then DEBUG: a leader that is down stays down a while.
+        const text = `connect failed (${(e as Error).name}), sleeping ${backoffMs} ms`;
+        if (failures++ === 0) this.#log.warn(text);
+        else this.#log.debug(text);
         await new Promise((r) => setTimeout(r, backoffMs));
         backoffMs = Math.min(backoffMs * 2, reconnectBackoffMsMax);
         continue;
@@ -179,6 +201,7 @@ export class FollowerRole {
       }
       (conn as Deno.TcpConn).setNoDelay(true);
       this.#conn = conn;
+      failures = 0;
       backoffMs = reconnectBackoffMsMin;
       const pos = this.#state.log.position;
       try {
@@ -204,7 +227,10 @@ export class FollowerRole {
         } catch {
           // already closed
         }
-        if (this.#conn === conn) this.#conn = null;
+        if (this.#conn === conn) {
+          this.#conn = null;
+          this.#linkDownSinceMs = performance.now();
+        }
       }
       if (generation !== this.#generation) return;
       await new Promise((r) => setTimeout(r, backoffMs));
