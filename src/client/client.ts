@@ -73,6 +73,11 @@ export const redirectsMaxDefault = 5;
  * new leader, instead of spending the whole deadline on one silent socket.
  */
 export const attemptTimeoutMsDefault = 3_000;
+/** No attempt starts with less time than this left (or a quarter of the
+ * whole timeout, if that is less): a write sent with a few ms to spare would
+ * time out waiting for its reply and end as "outcome unknown" although the
+ * node might have answered that it did nothing. */
+const attemptMsMinDefault = 100;
 const backoffMsInitial = 50;
 const backoffMsMax = 500;
 
@@ -193,6 +198,7 @@ export async function request(
   const log = opts.log ?? (() => {});
   const origin: Endpoint = { host, port };
   const deadline = performance.now() + timeoutMs;
+  const attemptMsMin = Math.min(attemptMsMinDefault, timeoutMs / 4);
   let backoffMs = backoffMsInitial;
 
   const giveUp = (cause: RetryCause): KvClientError => {
@@ -209,6 +215,7 @@ export async function request(
   for (let attempt = 1;; attempt++) {
     const cause = await attemptChain(origin, args, {
       deadline,
+      attemptMsMin,
       write: isWrite(args),
       redirectsMax,
       attemptTimeoutMs,
@@ -218,7 +225,7 @@ export async function request(
     if (cause.kind === "reply") return cause.reply;
 
     const remainingMs = deadline - performance.now();
-    if (remainingMs <= 0) throw giveUp(cause);
+    if (remainingMs < attemptMsMin) throw giveUp(cause);
     // Jitter (50–100 % of the step) keeps clients that failed together from
     // retrying in lockstep against a node that is just coming up.
     const sleepMs = Math.max(1, backoffMs * (0.5 + Math.random() * 0.5));
@@ -226,13 +233,14 @@ export async function request(
     await sleep(Math.min(sleepMs, remainingMs));
     // An attempt started now would have no time to finish: report why the last
     // one failed rather than "out of time".
-    if (performance.now() >= deadline) throw giveUp(cause);
+    if (deadline - performance.now() < attemptMsMin) throw giveUp(cause);
     backoffMs = Math.min(backoffMsMax, backoffMs * 2);
   }
 }
 
 interface ChainOptions {
   readonly deadline: number;
+  readonly attemptMsMin: number;
   /** SET/DEL: once sent, never sent again (see the header). */
   readonly write: boolean;
   readonly redirectsMax: number;
@@ -258,7 +266,7 @@ async function attemptChain(
   for (;;) {
     const remainingMs = o.deadline - performance.now();
     const address = formatAddress(target.host, target.port);
-    if (remainingMs <= 0) {
+    if (remainingMs < o.attemptMsMin) {
       const error = new ConnectionError(
         "timeout",
         address,

@@ -27,7 +27,7 @@ const decoder = new TextDecoder();
 
 /** What a fake server does with one command: send these bytes, stay silent, or hang up. */
 type FakeAction = string | Uint8Array | "hang" | "close";
-type FakeHandler = (args: string[], raw: Uint8Array[]) => FakeAction;
+type FakeHandler = (args: string[], raw: Uint8Array[]) => FakeAction | Promise<FakeAction>;
 
 interface FakeServer {
   readonly port: number;
@@ -58,7 +58,7 @@ function startFake(handler: FakeHandler, port = 0): FakeServer {
           if (step.kind === "error") throw new Error(`Fake server got bad RESP: ${step.message}`);
           const args = step.args.map((a) => decoder.decode(a));
           calls.push(args);
-          const action = handler(args, step.args);
+          const action = await handler(args, step.args);
           if (action === "hang") continue;
           if (action === "close") return;
           const bytes = typeof action === "string" ? encoder.encode(action) : action;
@@ -380,8 +380,29 @@ Deno.test("request treats a redirect cycle as a failover: retries from the origi
       return true;
     },
   );
-  assert.ok(performance.now() - started >= 350, "waited for the deadline");
+  // No attempt starts in the last 100 ms: it could not finish in time.
+  assert.ok(performance.now() - started >= 250, "waited for (nearly) the deadline");
   assert.ok(a.calls.length >= 2, `retried from the origin (${a.calls.length} calls)`);
+});
+
+Deno.test("request starts no attempt too close to the deadline: a refused write is not reported unknown", async () => {
+  // A node that answers "no leader known" 20 ms after each request: the write
+  // is never executed. An attempt started with less than that left would time
+  // out waiting and have to call the outcome unknown.
+  await using server = startFake(async () => {
+    await new Promise((r) => setTimeout(r, 20));
+    return "-TRYAGAIN no leader known yet\r\n";
+  });
+  const outcomes: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    try {
+      await request("127.0.0.1", server.port, ["SET", "k", "v"], { timeoutMs: 200 + i * 11 });
+      outcomes.push("reply");
+    } catch (e) {
+      outcomes.push(e instanceof OutcomeUnknownError ? "unknown" : "no leader");
+    }
+  }
+  assert.deepEqual(outcomes, Array(20).fill("no leader"));
 });
 
 Deno.test("request retries TRYAGAIN and returns the reply that follows", async () => {
