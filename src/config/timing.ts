@@ -24,6 +24,12 @@ export const requestTimeoutMs = 5000;
 /** How long a supervisor waits for its role process to confirm a fence
  * before killing it: either way, the old role can no longer acknowledge. */
 export const fenceTimeoutMs = 1000;
+/** The same wait for a role process that has not reported ready yet: it is
+ * still loading its WAL, has acknowledged nothing, and answers the fence when
+ * its event loop is next free. Loading a large WAL on a busy machine stalls
+ * that loop for seconds; killing the role then only restarts the load, and a
+ * whole-cluster restart (every election step fences) could stall for good. */
+export const fenceTimeoutMsWhileStarting = 15_000;
 
 /** The supervisor pings its role process this often once it is ready, and
  * kills it (then restarts it; a leader's node steps down) when no answer came

@@ -16,6 +16,7 @@ import {
   crashLoopCount,
   crashLoopWindowMs,
   fenceTimeoutMs,
+  fenceTimeoutMsWhileStarting,
   restartBackoffMsMax,
   restartBackoffMsMin,
   rolePingIntervalMs,
@@ -209,13 +210,16 @@ export class RoleManager {
       return this.#lastPosition;
     }
     const id = ++this.#fenceSeq;
+    const timeoutMs = child.ready ? fenceTimeoutMs : fenceTimeoutMsWhileStarting;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const reply = new Promise<Extract<FromRole, { kind: "fenced" }> | null>((resolve) => {
       this.#fenceWaiters.set(id, resolve);
-      setTimeout(() => resolve(null), fenceTimeoutMs);
+      timer = setTimeout(() => resolve(null), timeoutMs);
       child.exited.then(() => resolve(null));
     });
     this.#send(child, { kind: "fence", id, term });
     const r = await reply;
+    clearTimeout(timer);
     this.#fenceWaiters.delete(id);
     if (r !== null) {
       if (child.kind === "leader" && term > child.term) {
@@ -232,7 +236,7 @@ export class RoleManager {
       return this.#lastPosition;
     }
     if (!child.done) {
-      this.#log.warn(`role process did not confirm the fence in ${fenceTimeoutMs} ms, killing it`);
+      this.#log.warn(`role process did not confirm the fence in ${timeoutMs} ms, killing it`);
       await this.#stopChild("SIGKILL");
     }
     this.#lastPosition = await this.diskPosition();
