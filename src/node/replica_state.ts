@@ -14,6 +14,12 @@ import { type ApplyResult, KvStore } from "../kv/store.ts";
 import { WalFile, type WalOpenOptions } from "../storage/wal_file.ts";
 import { lineHash, readCommitHint, writeCommitHint } from "../storage/commit_hint.ts";
 
+/** A backlog of hundreds of thousands of committed entries (a restart whose
+ * commit hint was lost) applied in one go blocked the event loop for seconds
+ * on a busy machine: liveness pings and fences went unanswered and the role
+ * was killed, only to face the same backlog again. */
+export const applyEntriesPerCallMax = 20_000;
+
 export function walPath(dataDir: string, nodeId: number): string {
   return `${dataDir.replace(/\/+$/, "") || "."}/node${nodeId}.log`;
 }
@@ -72,7 +78,8 @@ export class ReplicaState {
       ) {
         // Our log holds the very entry the hint vouches for, so everything up
         // to it is committed (Log Matching).
-        state.commitTo(hint.index);
+        // Yield between chunks: a fence may be waiting for an answer.
+        while (state.commitTo(hint.index)) await new Promise((r) => setTimeout(r, 0));
         // Only a trusted hint vouches for when we were last up to date.
         state.#savedContactEpochMs = hint.leaderContactEpochMs;
       } else if (hint !== null && hint.index > 0) {
@@ -180,19 +187,26 @@ export class ReplicaState {
     this.#endOffset = offset;
   }
 
-  /** Moves the commit index forward (never back) and applies what it covers. */
-  commitTo(index: LogIndex, onApply?: (index: LogIndex, result: ApplyResult) => void): void {
+  /** Moves the commit index toward `index` (never back), applying as it
+   * goes, at most `applyEntriesPerCallMax` entries per call. Returns true when
+   * more remains: the caller calls again on a later turn of the event loop.
+   * The commit index only ever covers applied entries, so a node's commit
+   * index is a lower bound of the truth, and a write is acknowledged (on
+   * apply) before any read index can exceed it. */
+  commitTo(index: LogIndex, onApply?: (index: LogIndex, result: ApplyResult) => void): boolean {
     const target = Math.min(index, this.log.lastIndex);
-    if (target <= this.#commitIndex) return;
-    this.#commitIndex = target;
-    while (this.#lastApplied < this.#commitIndex) {
+    if (target <= this.#commitIndex) return false;
+    const stop = Math.min(target, this.#lastApplied + applyEntriesPerCallMax);
+    while (this.#lastApplied < stop) {
       const i = this.#lastApplied + 1;
       const entry = this.log.entry(i);
-      invariant(entry !== undefined, `Entry ${i} missing below commitIndex ${this.#commitIndex}`);
+      invariant(entry !== undefined, `Entry ${i} missing below commit target ${target}`);
       const result = this.kv.apply(entry.record);
       this.#lastApplied = i;
+      this.#commitIndex = i;
       onApply?.(i, result);
     }
+    return this.#lastApplied < target;
   }
 
   /** Builds the next entry for `record` in `term` (the leader's proposals). */

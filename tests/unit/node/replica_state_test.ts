@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { encodeWalLine, type WalRecord } from "../../../src/codec/wal_line.ts";
 import type { Log } from "../../../src/log.ts";
-import { ReplicaState } from "../../../src/node/replica_state.ts";
+import { applyEntriesPerCallMax, ReplicaState } from "../../../src/node/replica_state.ts";
 import { lineHash } from "../../../src/storage/commit_hint.ts";
 
 const quiet: Log = { debug() {}, info() {}, warn() {}, error() {} };
@@ -82,4 +82,31 @@ Deno.test("replica state: a commit with no contact time keeps the last one in th
     await state.saveCommitHint(null);
     assert.equal(await Deno.readTextFile(hintPath), `${good} 7000\n`);
   });
+});
+
+Deno.test("replica state: a long committed backlog is applied in chunks, the commit index covering only what is applied", async () => {
+  const dir = await Deno.makeTempDir();
+  const count = applyEntriesPerCallMax * 2 + 5;
+  const many: Uint8Array[] = [encodeWalLine({ op: "TERM", index: 1, term: 1 })];
+  for (let i = 2; i <= count; i++) {
+    many.push(
+      encodeWalLine({ op: "SET", index: i, key: utf8.encode(`k${i}`), value: utf8.encode("v") }),
+    );
+  }
+  await Deno.writeFile(`${dir}/node1.log`, new Uint8Array(many.flatMap((l) => [...l])));
+  const state = await ReplicaState.open(`${dir}/node1.log`, quiet);
+  try {
+    const applied: number[] = [];
+    assert.equal(state.commitTo(count, (i) => applied.push(i)), true, "more remains");
+    assert.equal(state.commitIndex, applyEntriesPerCallMax);
+    assert.equal(state.lastApplied, applyEntriesPerCallMax);
+    assert.equal(state.commitTo(count, (i) => applied.push(i)), true);
+    assert.equal(state.commitTo(count, (i) => applied.push(i)), false, "all applied");
+    assert.equal(state.commitIndex, count);
+    assert.deepEqual(applied, Array.from({ length: count }, (_, i) => i + 1));
+    assert.equal(state.commitTo(count), false, "nothing left: no more calls needed");
+  } finally {
+    state.wal.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
