@@ -25,6 +25,8 @@ import {
   freeze,
   infoOf,
   keySet,
+  logMark,
+  logSince,
   mismatches,
   Monitor,
   pipeline,
@@ -277,6 +279,30 @@ Deno.test("follower killed for 10 s while writes go on, then restarted: same lea
   const written = await writeFor(leader, "while-down-", 10_000);
   console.log(`${written.size} writes acknowledged while node ${follower.id} was down`);
   cluster.start(follower.id);
+  await checkRejoin(cluster, leader, before.term, follower, written, performance.now());
+  cluster.pass();
+});
+
+Deno.test("follower cut off from every node for 4 s (it keeps running and timing out), then healed: same leader and term", async () => {
+  // Unlike a frozen node, this one runs its election timer the whole time and
+  // campaigns in vain. Without pre-vote it would climb terms and, on its
+  // return, depose the healthy leader; with it, its term stays put.
+  await using cluster = await startCluster(4, { proxied: true });
+  const leader = cluster.node(await cluster.waitForCluster());
+  const follower = cluster.nodes.find((n) => n.id !== leader.id)!;
+  const before = (await roleAndTerm(cluster, leader.id))!;
+  assert.equal(before.role, "master");
+  const mark = logMark(cluster, follower.id);
+  cluster.links!.isolate(follower.id);
+  let written: Map<string, string>;
+  try {
+    written = await writeFor(leader, "while-cut-off-", 4000);
+  } finally {
+    cluster.links!.heal();
+  }
+  const campaigns = logSince(cluster, follower.id, mark, /asking for pre-votes|starting election/);
+  assert.ok(campaigns.length >= 2, `the cut-off follower campaigned (${campaigns.length} times)`);
+  console.log(`${written.size} writes acknowledged while node ${follower.id} was cut off`);
   await checkRejoin(cluster, leader, before.term, follower, written, performance.now());
   cluster.pass();
 });
