@@ -40,6 +40,10 @@ const seeds: number[] = [];
 if (values.seed !== undefined) seeds.push(Number(values.seed));
 const randomCount = Number(values.random ?? 0);
 for (let i = 0; i < randomCount; i++) seeds.push(Math.floor(Math.random() * 2 ** 31));
+if (values.seed !== undefined && !/^[0-9]+$/.test(values.seed)) {
+  console.error(`--seed must be a whole number, not ${JSON.stringify(values.seed)}`);
+  Deno.exit(2);
+}
 if (seeds.length === 0 || seeds.some((s) => !Number.isSafeInteger(s))) {
   console.error("Give --seed N (replay one run) or --random COUNT (run COUNT random seeds)");
   Deno.exit(2);
