@@ -29,9 +29,16 @@ import { selfCommand } from "./self_exec.ts";
 
 export type RoleKind = "leader" | "follower";
 
+/** How long a fenced leader role may take to exit (it does so right after
+ * answering the fence, or once its WAL is loaded if it was still loading). */
+const exitWaitMs = fenceTimeoutMsWhileStarting;
+
 interface Child {
   /** A follower process becomes a leader in place when promoted. */
   kind: RoleKind;
+  /** The role it was started as: a promoted follower that was fenced above
+   * its promotion before it read it stays a follower and never exits. */
+  readonly startedAs: RoleKind;
   term: number;
   readonly proc: Deno.ChildProcess;
   readonly writer: WritableStreamDefaultWriter<Uint8Array>;
@@ -223,10 +230,33 @@ export class RoleManager {
     this.#fenceWaiters.delete(id);
     if (r !== null) {
       if (child.kind === "leader" && term > child.term) {
-        // A leader lives for one term; it exits after answering. Wait, so its
-        // ports are free for the follower role that comes next.
-        child.stopping = true;
-        await child.exited;
+        if (r.lastIndex < 0 && child.startedAs === "follower") {
+          // Promoted in place while still loading its WAL: the "lead" message
+          // waits behind the load, and the role will refuse it (it is fenced
+          // above that term now) and go on as a follower. Nothing will exit.
+          child.kind = "follower";
+          this.#log.info(
+            `role process pid ${child.proc.pid} was fenced at term ${term} before it ` +
+              `read its promotion to term ${child.term}; it stays a follower`,
+          );
+        } else {
+          // A leader lives for one term; it exits after answering. Wait, so
+          // its ports are free for the follower role that comes next, but not
+          // forever: a role that does not go must not wedge the supervisor.
+          child.stopping = true;
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const gone = await Promise.race([
+            child.exited.then(() => true),
+            new Promise<false>((res) => (timer = setTimeout(() => res(false), exitWaitMs))),
+          ]);
+          clearTimeout(timer);
+          if (!gone) {
+            this.#log.warn(
+              `fenced leader role pid ${child.proc.pid} did not exit in ${exitWaitMs} ms, killing it`,
+            );
+            await this.#stopChild("SIGKILL");
+          }
+        }
       }
       // -1: the role is still loading the WAL and has acknowledged nothing, so
       // the file says exactly where the log ends.
@@ -287,6 +317,7 @@ export class RoleManager {
       proc,
       writer,
       exited: proc.status.then((s) => s.code),
+      startedAs: kind,
       stopping: false,
       done: false,
       ready: false,
