@@ -3,6 +3,7 @@
 // problem that a restart will not fix, 4 cannot listen (port in use).
 
 import { clientMain } from "./client.ts";
+import { walMain } from "./wal_check.ts";
 import { parseNodeArgs } from "./role_args.ts";
 import { runMain as superviseMain } from "../node/supervisor.ts";
 import { roleMain } from "../node/role_process.ts";
@@ -20,6 +21,9 @@ usage:
   kvstore client … <host> <port> DEL <key> [key…]
   kvstore client … <host> <port> GETFF <key> <followerHost:port>
   kvstore client … <host> <port> GETFB <key> <followerHost:port>
+  kvstore wal check FILE
+      what a WAL file (nodeN.log) holds and whether it is intact: exit 0 intact,
+      1 torn last line (cut off at start), 3 damaged (a node will not start on it)
   kvstore leader <N> --term T …  /  kvstore follower <N> …
       role processes, started by 'run'; not for direct use
 `;
@@ -44,6 +48,8 @@ export async function runMain(argv: string[]): Promise<number> {
     }
     case "client":
       return await clientMain(rest);
+    case "wal":
+      return await walMain(rest);
     case "help":
     case "--help":
     case "-h":
