@@ -5,19 +5,13 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { describeWal } from "../../../src/cli/wal_check.ts";
+import { concatBytes } from "../../../src/net/write_all.ts";
 
 const utf8 = new TextEncoder();
 const good = "1\tTERM\t1\n2\tSET\ta\t1\n3\tDEL\ta\n4\tSET\tb\t2\n5\tTERM\t3\n6\tSET\tc\tx\n";
 
 function concat(...parts: (string | Uint8Array)[]): Uint8Array {
-  const bytes = parts.map((p) => typeof p === "string" ? utf8.encode(p) : p);
-  const out = new Uint8Array(bytes.reduce((n, b) => n + b.length, 0));
-  let at = 0;
-  for (const b of bytes) {
-    out.set(b, at);
-    at += b.length;
-  }
-  return out;
+  return concatBytes(parts.map((p) => typeof p === "string" ? utf8.encode(p) : p));
 }
 
 Deno.test("wal check: an intact WAL gives its entries, terms and keys, exit 0", () => {
