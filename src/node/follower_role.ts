@@ -68,7 +68,18 @@ export class FollowerRole {
   /** When we last held everything the leader had committed: bounds read staleness. */
   readonly #contact: LeaderContact;
 
-  constructor(opts: NodeOptions, state: ReplicaState, log: Log, contact: LeaderContact) {
+  /** Ends the process (the supervisor restarts the role from disk); tests
+   * pass a recorder instead. */
+  readonly #exit: (code: number) => void;
+
+  constructor(
+    opts: NodeOptions,
+    state: ReplicaState,
+    log: Log,
+    contact: LeaderContact,
+    exit: (code: number) => void = (code) => Deno.exit(code),
+  ) {
+    this.#exit = exit;
     this.#opts = opts;
     this.#self = opts.self;
     this.#state = state;
@@ -216,7 +227,8 @@ export class FollowerRole {
           // Our own state is inconsistent (a bug, or files edited by hand):
           // stop rather than serve it; the supervisor restarts us from disk.
           this.#log.error(`invariant broken, exiting: ${e.message}`);
-          Deno.exit(70);
+          this.#exit(70);
+          return;
         }
         if (generation === this.#generation) {
           this.#log.warn(`replication connection lost: ${(e as Error).message}`);
@@ -308,7 +320,17 @@ export class FollowerRole {
         }
       }
       if (reply === null) return true;
-      await this.#state.wal.sync();
+      try {
+        await this.#state.wal.sync();
+      } catch (e) {
+        // After a failed fsync the kernel may have dropped the dirty pages:
+        // what is on disk is unknown, and the WalFile refuses all further
+        // work. Acknowledge nothing and end; the supervisor restarts the role,
+        // which reads the WAL as it really is (a torn tail is cut off).
+        this.#log.error(`WAL sync failed, stopping the follower role: ${e}`);
+        this.#exit(70);
+        return false;
+      }
       // Fenced while the fsync ran? Then this acknowledgement would count
       // toward an older term's quorum after our supervisor moved on: refuse.
       if (generation !== this.#generation || this.#term !== term) return false;

@@ -187,3 +187,74 @@ Deno.test("follower acknowledges entries only after their fsync has completed (R
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("follower role ends (exit 70) when its WAL fsync fails, acknowledging nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const leader = node(1, (listener.addr as Deno.NetAddr).port);
+  const self = node(2, 1);
+  const opts: NodeOptions = {
+    cluster: { nodes: [leader, self] },
+    self,
+    clusterFile: undefined,
+    dataDir: dir,
+    logLevel: "error",
+    term: undefined,
+    auth: null,
+    secretFile: undefined,
+    maxStalenessMs: 60_000,
+  };
+  const state = await ReplicaState.open(`${dir}/node2.log`, quiet, undefined, {
+    wrapHandle: (file) => ({
+      write: (p) => file.write(p),
+      truncate: (n) => file.truncate(n),
+      close: () => file.close(),
+      syncData: () => Promise.reject(new Error("Input/output error (os error 5)")),
+    }),
+  });
+  const exits: number[] = [];
+  let exited = () => {};
+  const exitSeen = new Promise<void>((r) => (exited = r));
+  const errors: string[] = [];
+  const log: Log = { ...quiet, error: (m) => errors.push(m) };
+  const follower = new FollowerRole(opts, state, log, new LeaderContact(2, 60_000), (code) => {
+    exits.push(code);
+    exited();
+  });
+  let conn: Deno.Conn | null = null;
+  try {
+    follower.setLeader(1, 1);
+    conn = await listener.accept();
+    const parser = new ReplicationParser();
+    await expect(conn, parser, "HELLO");
+    const records: WalRecord[] = [
+      { op: "TERM", index: 1, term: 1 },
+      { op: "SET", index: 2, key: utf8.encode("k"), value: utf8.encode("v") },
+    ];
+    await conn.write(encodeAppend(1, 0, 0, 0, 1, records.map((r) => encodeWalLine(r))));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([exitSeen, new Promise((r) => (timer = setTimeout(r, 5000)))]);
+    clearTimeout(timer);
+    assert.deepEqual(exits, [70], "the role ends after the failed fsync");
+    assert.match(errors.join("\n"), /WAL sync failed, stopping the follower role: .*os error 5/);
+    // Nothing was acknowledged on that connection: it ends without an ACK.
+    const rest = new Uint8Array(4096);
+    for (;;) {
+      const n = await conn.read(rest);
+      if (n === null) break;
+      parser.push(rest.slice(0, n));
+      const m = parser.next();
+      assert.ok(m.kind !== "message" || m.message.kind !== "ACK", "no ACK after a failed fsync");
+    }
+  } finally {
+    await follower.quiesce();
+    conn?.close();
+    listener.close();
+    try {
+      state.wal.close();
+    } catch {
+      // the failed WalFile may refuse; the file is closed either way
+    }
+    await Deno.remove(dir, { recursive: true });
+  }
+});
