@@ -11,7 +11,7 @@ import {
 } from "../../../src/codec/replication.ts";
 import { encodeWalLine, type WalRecord } from "../../../src/codec/wal_line.ts";
 import type { NodeOptions } from "../../../src/cli/role_args.ts";
-import { type Cluster, type NodeAddress, type NodeId } from "../../../src/config/cluster.ts";
+import { type NodeAddress, type NodeId } from "../../../src/config/cluster.ts";
 import type { Log } from "../../../src/log.ts";
 import { FollowerRole } from "../../../src/node/follower_role.ts";
 import { LeaderContact } from "../../../src/node/leader_contact.ts";
@@ -54,22 +54,7 @@ async function expect(
 }
 
 Deno.test("follower staleness: reads are served only once the follower holds all the leader committed", async () => {
-  const dir = await Deno.makeTempDir();
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const leader = node(1, (listener.addr as Deno.NetAddr).port);
-  const self = node(2, 1);
-  const cluster: Cluster = { nodes: [leader, self] };
-  const opts: NodeOptions = {
-    cluster,
-    self,
-    clusterFile: undefined,
-    dataDir: dir,
-    logLevel: "error",
-    term: undefined,
-    auth: null,
-    secretFile: undefined,
-    maxStalenessMs: 60_000,
-  };
+  const { dir, listener, opts } = await fakeLeaderSetup();
   const state = await ReplicaState.open(`${dir}/node2.log`, quiet);
   const contact = new LeaderContact(2, opts.maxStalenessMs);
   const follower = new FollowerRole(opts, state, quiet, contact);
@@ -118,7 +103,11 @@ Deno.test("follower staleness: reads are served only once the follower holds all
   }
 });
 
-Deno.test("follower acknowledges entries only after their fsync has completed (Raft §5.3)", async () => {
+/** A temporary data directory, a listener standing in for leader node 1, and
+ * node 2's options pointing at it. */
+async function fakeLeaderSetup(): Promise<
+  { dir: string; listener: Deno.TcpListener; opts: NodeOptions }
+> {
   const dir = await Deno.makeTempDir();
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const leader = node(1, (listener.addr as Deno.NetAddr).port);
@@ -134,6 +123,11 @@ Deno.test("follower acknowledges entries only after their fsync has completed (R
     secretFile: undefined,
     maxStalenessMs: 60_000,
   };
+  return { dir, listener, opts };
+}
+
+Deno.test("follower acknowledges entries only after their fsync has completed (Raft §5.3)", async () => {
+  const { dir, listener, opts } = await fakeLeaderSetup();
   // A disk whose fdatasync does not return until the test says so.
   let releaseSync = () => {};
   let syncsStarted = 0;
@@ -189,21 +183,7 @@ Deno.test("follower acknowledges entries only after their fsync has completed (R
 });
 
 Deno.test("follower role ends (exit 70) when its WAL fsync fails, acknowledging nothing", async () => {
-  const dir = await Deno.makeTempDir();
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const leader = node(1, (listener.addr as Deno.NetAddr).port);
-  const self = node(2, 1);
-  const opts: NodeOptions = {
-    cluster: { nodes: [leader, self] },
-    self,
-    clusterFile: undefined,
-    dataDir: dir,
-    logLevel: "error",
-    term: undefined,
-    auth: null,
-    secretFile: undefined,
-    maxStalenessMs: 60_000,
-  };
+  const { dir, listener, opts } = await fakeLeaderSetup();
   const state = await ReplicaState.open(`${dir}/node2.log`, quiet, undefined, {
     wrapHandle: (file) => ({
       write: (p) => file.write(p),
