@@ -136,70 +136,72 @@ function firstEscapeIndex(bytes: Uint8Array, start: number, end: number): number
   return -1;
 }
 
+/** SHORT_ESCAPE_LETTER as a table: one lookup per byte on the hot path. */
+const SHORT_ESCAPE_TABLE: Uint8Array = (() => {
+  const t = new Uint8Array(256);
+  for (const [b, letter] of SHORT_ESCAPE_LETTER) t[b] = letter;
+  return t;
+})();
+
 /**
  * Escapes one field for a WAL line. Returns `bytes` itself (not a copy) when
  * nothing needs escaping, which is the common case for text keys and values.
+ *
+ * Two passes (size, then fill) so a large value is allocated once, exactly.
+ * Both are plain loops over bytes: a 16 MiB binary value has millions of
+ * tiny literal runs, and a callback or a subarray per run made escaping it
+ * take most of a second, long enough to delay heartbeats.
  */
 export function escapeField(bytes: Uint8Array): Uint8Array {
   const first = firstEscapeIndex(bytes, 0, bytes.length);
   if (first < 0) return bytes;
-
-  // Two passes (size, then fill) so a large value is allocated once, exactly.
+  const end = bytes.length;
   let size = first;
-  walkFrom(bytes, first, (cls, length) => {
-    size += cls === LITERAL || cls === HIGH ? length : cls === SHORT_ESCAPE ? 2 : 4;
-  });
+  for (let i = first; i < end;) {
+    const cls = BYTE_CLASS[bytes[i]!]!;
+    if (cls === LITERAL) {
+      size++;
+      i++;
+    } else if (cls === HIGH) {
+      const length = utf8SequenceLength(bytes, i, end);
+      size += length > 0 ? length : 4;
+      i += length > 0 ? length : 1;
+    } else {
+      size += cls === SHORT_ESCAPE ? 2 : 4;
+      i++;
+    }
+  }
   const out = new Uint8Array(size);
   out.set(bytes.subarray(0, first), 0);
   let w = first;
-  walkFrom(bytes, first, (cls, length, at) => {
-    if (cls === LITERAL || cls === HIGH) {
-      out.set(bytes.subarray(at, at + length), w);
-      w += length;
-      return;
+  for (let i = first; i < end;) {
+    const b = bytes[i]!;
+    const cls = BYTE_CLASS[b]!;
+    if (cls === LITERAL) {
+      out[w++] = b;
+      i++;
+      continue;
     }
-    const b = bytes[at]!;
+    if (cls === HIGH) {
+      const length = utf8SequenceLength(bytes, i, end);
+      if (length > 0) {
+        for (let k = 0; k < length; k++) out[w++] = bytes[i + k]!;
+        i += length;
+        continue;
+      }
+    }
     out[w++] = BACKSLASH;
     if (cls === SHORT_ESCAPE) {
-      out[w++] = SHORT_ESCAPE_LETTER.get(b)!;
+      out[w++] = SHORT_ESCAPE_TABLE[b]!;
     } else {
+      // HEX_ESCAPE, or a high byte outside valid UTF-8.
       out[w++] = LETTER_X;
       out[w++] = HEX_DIGITS[b >> 4]!;
       out[w++] = HEX_DIGITS[b & 0x0f]!;
     }
-  });
-  return out;
-}
-
-/**
- * Visits `bytes` from `start` in escaper units: a run of literal bytes (class
- * LITERAL or a valid UTF-8 sequence as HIGH), or one byte to escape
- * (SHORT_ESCAPE, or HEX_ESCAPE — used for invalid high bytes too).
- */
-function walkFrom(
-  bytes: Uint8Array,
-  start: number,
-  visit: (cls: number, length: number, at: number) => void,
-): void {
-  const end = bytes.length;
-  let i = start;
-  while (i < end) {
-    const cls = BYTE_CLASS[bytes[i]!]!;
-    if (cls === LITERAL) {
-      let j = i + 1;
-      while (j < end && BYTE_CLASS[bytes[j]!] === LITERAL) j++;
-      visit(LITERAL, j - i, i);
-      i = j;
-    } else if (cls === HIGH) {
-      const length = utf8SequenceLength(bytes, i, end);
-      if (length > 0) visit(HIGH, length, i);
-      else visit(HEX_ESCAPE, 1, i);
-      i += length > 0 ? length : 1;
-    } else {
-      visit(cls, 1, i);
-      i++;
-    }
+    i++;
   }
+  return out;
 }
 
 /**
@@ -241,8 +243,7 @@ function unescapeRange(
     if (cls === HIGH) {
       const length = utf8SequenceLength(line, i, end);
       if (length === 0) return `Unescaped byte 0x${hex2(b)}`;
-      out.set(line.subarray(i, i + length), w);
-      w += length;
+      for (let k = 0; k < length; k++) out[w++] = line[i + k]!;
       i += length;
       continue;
     }
