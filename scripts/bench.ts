@@ -4,7 +4,12 @@
 // whole leader node until the first write a new leader acknowledges.
 // Prints figures; asserts nothing. Needs redis-benchmark (redis-tools).
 //
-//   deno task bench [--requests N] [--only set,setp,getf,getl,failover]
+//   deno task bench [--requests N] [--only set,setp,getf,getl,failover,lagging]
+//
+// `lagging` (not in the default set: it takes a minute) freezes one follower
+// (SIGSTOP of its supervisor and role process) under a steady SET load on a
+// fresh cluster and samples the leader role's resident memory, then resumes
+// the follower and times its catch-up.
 
 import { parseArgs } from "node:util";
 import { request } from "../src/client/client.ts";
@@ -52,6 +57,68 @@ function print(r: Result): void {
   );
 }
 
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+  return m ? Math.round(Number(m[1]) / 1024) : NaN;
+}
+
+async function laggingFollower(seconds: number): Promise<void> {
+  await using cluster = await startCluster(4);
+  const leader = cluster.node(await cluster.waitForCluster());
+  const leaderRole = cluster.rolePid(leader.id)!;
+  const follower = cluster.nodes.find((x) => x.id !== leader.id)!;
+  const frozen = [cluster.supervisorPid(follower.id)!, cluster.rolePid(follower.id)!];
+  const lastIndex = async (port: number) => {
+    const r = await cluster.call(port, ["INFO"], 3000);
+    const text = r.kind === "bulk" && r.value ? new TextDecoder().decode(r.value) : "";
+    return Number(/last_index:(\d+)/.exec(text)?.[1] ?? NaN);
+  };
+  const startIndex = await lastIndex(leader.clientPort);
+  for (const p of frozen) killPid(p, "SIGSTOP");
+  const load = new Deno.Command("redis-benchmark", {
+    args: ["-p", String(leader.clientPort), "-t", "set", "-c", "10", "-d", "100", "-r", "100000"]
+      .concat(["-n", "1000000000", "-q"]),
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const samples: string[] = [];
+  const startMb = rssMb(leaderRole);
+  const t0 = performance.now();
+  try {
+    for (let s = 0; s <= seconds; s += 10) {
+      samples.push(`${s} s ${rssMb(leaderRole)} MB`);
+      if (s < seconds) await new Promise((r) => setTimeout(r, 10_000));
+    }
+  } finally {
+    load.kill("SIGKILL");
+    await load.status;
+  }
+  const endIndex = await lastIndex(leader.clientPort);
+  const endMb = rssMb(leaderRole);
+  const resumed = performance.now();
+  for (const p of frozen) killPid(p, "SIGCONT");
+  await waitUntil(
+    async () => {
+      try {
+        return (await lastIndex(follower.readPort)) >= endIndex;
+      } catch {
+        return false;
+      }
+    },
+    120_000,
+    `node ${follower.id} to catch up`,
+  );
+  const caughtUpMs = performance.now() - resumed;
+  const entries = endIndex - startIndex;
+  console.log(
+    `lagging follower (node ${follower.id} frozen ${Math.round((resumed - t0) / 1000)} s under ` +
+      `SET -c 10 -d 100): leader role RSS ${samples.join(", ")}; ${entries} entries written, ` +
+      `${((endMb - startMb) * 1024 * 1024 / Math.max(1, entries)).toFixed(0)} bytes of RSS per ` +
+      `entry; caught up ${caughtUpMs.toFixed(0)} ms after SIGCONT`,
+  );
+  cluster.pass();
+}
+
 async function failover(cluster: TestCluster): Promise<number> {
   const leader = await cluster.waitForLeader();
   const other = cluster.nodes.find((n) => n.id !== leader)!;
@@ -95,6 +162,7 @@ async function main(): Promise<number> {
       requests: { type: "string", default: "100000" },
       only: { type: "string", default: "set,setp,getf,getl,failover" },
       failovers: { type: "string", default: "5" },
+      "lagging-seconds": { type: "string", default: "60" },
     },
   });
   const n = Number(values.requests);
@@ -165,6 +233,7 @@ async function main(): Promise<number> {
     );
   }
   cluster.pass();
+  if (only.has("lagging")) await laggingFollower(Number(values["lagging-seconds"]));
   return 0;
 }
 
