@@ -348,18 +348,12 @@ export class FollowerRole {
 
   #applyCommit(): void {
     // Only what the leader committed and we hold in agreement with it (§5.3).
-    const more = this.#state.commitTo(Math.min(this.#leaderCommit, this.#matchIndex));
-    if (more && !this.#applyScheduled) {
-      // A large backlog: the rest on later turns, so pings and fences are answered.
-      this.#applyScheduled = true;
-      setTimeout(() => {
-        this.#applyScheduled = false;
-        this.#applyCommit();
-      }, 0);
-    }
+    this.#state.commitTo(
+      Math.min(this.#leaderCommit, this.#matchIndex),
+      undefined,
+      () => this.#applyCommit(),
+    );
   }
-
-  #applyScheduled = false;
 
   async #onLeaderMessage(
     m: ReplicationMessage,

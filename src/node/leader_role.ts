@@ -114,7 +114,6 @@ export class LeaderRole {
   #syncing = false;
   #syncAgain = false;
   #broadcastScheduled = false;
-  #applyScheduled = false;
   #commitNewsTimer: ReturnType<typeof setTimeout> | null = null;
   #writes: WriteWaiter[] = [];
   #reads: ReadWaiter[] = [];
@@ -257,7 +256,7 @@ export class LeaderRole {
       this.#state.commitIndex,
     );
     if (next <= this.#state.commitIndex) return;
-    const more = this.#state.commitTo(next, (index, result) => {
+    this.#state.commitTo(next, (index, result) => {
       const w = this.#writes[0];
       if (w !== undefined && w.index === index) {
         this.#writes.shift();
@@ -268,16 +267,7 @@ export class LeaderRole {
         this.#captureAt.delete(index);
         for (const r of reads) r.captured = { value: this.#state.kv.get(r.key) };
       }
-    });
-    if (more && !this.#applyScheduled) {
-      // A large backlog: apply the rest on later turns, so pings, fences and
-      // clients are served in between.
-      this.#applyScheduled = true;
-      setTimeout(() => {
-        this.#applyScheduled = false;
-        this.#advanceCommit();
-      }, 0);
-    }
+    }, () => this.#advanceCommit());
     this.#checkReads();
     // Followers apply only what they know is committed: tell them soon, but
     // not at once. Under load the next batch of entries carries the news;

@@ -189,11 +189,17 @@ export class ReplicaState {
 
   /** Moves the commit index toward `index` (never back), applying as it
    * goes, at most `applyEntriesPerCallMax` entries per call. Returns true when
-   * more remains: the caller calls again on a later turn of the event loop.
+   * more remains; then `resume`, if given, is called on a later turn of the
+   * event loop (once, however many calls asked) to go on, so pings, fences
+   * and clients are served in between.
    * The commit index only ever covers applied entries, so a node's commit
    * index is a lower bound of the truth, and a write is acknowledged (on
    * apply) before any read index can exceed it. */
-  commitTo(index: LogIndex, onApply?: (index: LogIndex, result: ApplyResult) => void): boolean {
+  commitTo(
+    index: LogIndex,
+    onApply?: (index: LogIndex, result: ApplyResult) => void,
+    resume?: () => void,
+  ): boolean {
     const target = Math.min(index, this.log.lastIndex);
     if (target <= this.#commitIndex) return false;
     const stop = Math.min(target, this.#lastApplied + applyEntriesPerCallMax);
@@ -206,8 +212,18 @@ export class ReplicaState {
       this.#commitIndex = i;
       onApply?.(i, result);
     }
-    return this.#lastApplied < target;
+    const more = this.#lastApplied < target;
+    if (more && resume !== undefined && !this.#resumeScheduled) {
+      this.#resumeScheduled = true;
+      setTimeout(() => {
+        this.#resumeScheduled = false;
+        resume();
+      }, 0);
+    }
+    return more;
   }
+
+  #resumeScheduled = false;
 
   /** Builds the next entry for `record` in `term` (the leader's proposals). */
   nextEntry(
