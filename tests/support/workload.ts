@@ -41,7 +41,7 @@ export class Workload {
   readonly options: WorkloadOptions;
   readonly history: Operation[] = [];
   readonly counts: WorkloadCounts = { ok: 0, indeterminate: 0, notExecuted: 0, failedReads: 0 };
-  readonly #stopped = { value: false };
+  #stopped = false;
   #loops: Promise<void>[] = [];
   readonly #started = performance.now();
 
@@ -55,7 +55,7 @@ export class Workload {
 
   /** Stops issuing operations and waits for the outstanding ones to end. */
   async stop(): Promise<Operation[]> {
-    this.#stopped.value = true;
+    this.#stopped = true;
     await Promise.all(this.#loops);
     this.#loops = [];
     return this.history;
@@ -73,7 +73,7 @@ export class Workload {
     let port = ports[(client - 1) % ports.length]!;
     let counter = 0;
     const prefix = this.options.keyPrefix ?? "lin";
-    while (!this.#stopped.value) {
+    while (!this.#stopped) {
       const key = `${prefix}${Math.floor(Math.random() * this.options.keys)}`;
       const roll = Math.random();
       const op: KvOp = roll < 0.4
