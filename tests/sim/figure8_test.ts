@@ -41,11 +41,7 @@ class Script {
       send: (m) => this.outbox.push(m),
       requestFsync: (n) => this.#fsyncs.add(n),
       trace: () => {},
-      becameLeader: (n, term) => this.invariants.becameLeader(n, term),
-      committed: (n, from, to) => this.invariants.committedRange(n, from, to),
-      truncated: (n, removed) => this.invariants.truncated(n, removed),
-      appended: (n, from) => this.invariants.appended(n, from),
-      acknowledged: (n, i, e) => this.invariants.acknowledgedWrite(n, i, e),
+      ...this.invariants.hooks(),
     };
     const peers = [...this.disks.keys()].filter((p) => p !== id);
     const node = new SimNode(id, peers, this.disks.get(id)!, this.#seed++, env);

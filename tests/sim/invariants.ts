@@ -5,7 +5,7 @@
 // reported at the very event that caused it. Throws SimViolation.
 
 import type { LogEntry } from "../../src/raft/log.ts";
-import { entryId, type SimNode } from "./sim_node.ts";
+import { entryId, type NodeEnv, type SimNode } from "./sim_node.ts";
 
 export class SimViolation extends Error {}
 
@@ -20,6 +20,20 @@ export class ClusterInvariants {
   readonly #canonical = new Map<string, { id: string; prevTerm: number }>();
   /** Writes a client was told succeeded, by index. */
   readonly acknowledged = new Map<number, string>();
+
+  /** The NodeEnv hooks that report a node's facts to this checker. */
+  hooks(): Pick<
+    NodeEnv,
+    "becameLeader" | "committed" | "truncated" | "appended" | "acknowledged"
+  > {
+    return {
+      becameLeader: (n, term) => this.becameLeader(n, term),
+      committed: (n, from, to) => this.committedRange(n, from, to),
+      truncated: (n, removed) => this.truncated(n, removed),
+      appended: (n, from) => this.appended(n, from),
+      acknowledged: (n, index, entry) => this.acknowledgedWrite(n, index, entry),
+    };
+  }
 
   becameLeader(node: SimNode, term: number): void {
     const other = this.leaders.get(term);

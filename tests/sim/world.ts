@@ -328,11 +328,7 @@ export class SimWorld {
           incarnation: inc,
         }),
       trace: (node, text) => this.#record(`n${node}: ${text}`),
-      becameLeader: (n, term) => this.invariants.becameLeader(n, term),
-      committed: (n, from, to) => this.invariants.committedRange(n, from, to),
-      truncated: (n, removed) => this.invariants.truncated(n, removed),
-      appended: (n, from) => this.invariants.appended(n, from),
-      acknowledged: (n, index, entry) => this.invariants.acknowledgedWrite(n, index, entry),
+      ...this.invariants.hooks(),
     };
     const node = new SimNode(id, peers, this.disks.get(id)!, this.rng.intBetween(1, 2 ** 31), env);
     node.batchEntriesMax = this.#batchEntriesMax;

@@ -126,6 +126,24 @@ async function fakeLeaderSetup(): Promise<
   return { dir, listener, opts };
 }
 
+/** Names the fake leader to `follower`, waits for its HELLO, and sends the
+ * first batch (a TERM marker and `SET k v`, commit index 0). */
+async function sendFirstBatch(
+  follower: FollowerRole,
+  listener: Deno.TcpListener,
+  parser: ReplicationParser,
+): Promise<Deno.Conn> {
+  follower.setLeader(1, 1);
+  const conn = await listener.accept();
+  await expect(conn, parser, "HELLO");
+  const records: WalRecord[] = [
+    { op: "TERM", index: 1, term: 1 },
+    { op: "SET", index: 2, key: utf8.encode("k"), value: utf8.encode("v") },
+  ];
+  await conn.write(encodeAppend(1, 0, 0, 0, 1, records.map((r) => encodeWalLine(r))));
+  return conn;
+}
+
 Deno.test("follower acknowledges entries only after their fsync has completed (Raft §5.3)", async () => {
   const { dir, listener, opts } = await fakeLeaderSetup();
   // A disk whose fdatasync does not return until the test says so.
@@ -147,15 +165,8 @@ Deno.test("follower acknowledges entries only after their fsync has completed (R
   const follower = new FollowerRole(opts, state, quiet, new LeaderContact(2, 60_000));
   let conn: Deno.Conn | null = null;
   try {
-    follower.setLeader(1, 1);
-    conn = await listener.accept();
     const parser = new ReplicationParser();
-    await expect(conn, parser, "HELLO");
-    const records: WalRecord[] = [
-      { op: "TERM", index: 1, term: 1 },
-      { op: "SET", index: 2, key: utf8.encode("k"), value: utf8.encode("v") },
-    ];
-    await conn.write(encodeAppend(1, 0, 0, 0, 1, records.map((r) => encodeWalLine(r))));
+    conn = await sendFirstBatch(follower, listener, parser);
     // The entries are written and their fsync has begun, but not finished:
     // an ACK now would promise the leader something a crash could undo.
     const buf = new Uint8Array(4096);
@@ -203,15 +214,8 @@ Deno.test("follower role ends (exit 70) when its WAL fsync fails, acknowledging 
   });
   let conn: Deno.Conn | null = null;
   try {
-    follower.setLeader(1, 1);
-    conn = await listener.accept();
     const parser = new ReplicationParser();
-    await expect(conn, parser, "HELLO");
-    const records: WalRecord[] = [
-      { op: "TERM", index: 1, term: 1 },
-      { op: "SET", index: 2, key: utf8.encode("k"), value: utf8.encode("v") },
-    ];
-    await conn.write(encodeAppend(1, 0, 0, 0, 1, records.map((r) => encodeWalLine(r))));
+    conn = await sendFirstBatch(follower, listener, parser);
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([exitSeen, new Promise((r) => (timer = setTimeout(r, 5000)))]);
     clearTimeout(timer);
