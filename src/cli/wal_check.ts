@@ -87,6 +87,11 @@ export async function walMain(argv: readonly string[]): Promise<number> {
   }
   let bytes: Uint8Array;
   try {
+    // A FIFO or a device would block or stream forever: only regular files.
+    if (!(await Deno.stat(file)).isFile) {
+      console.error(`error: ${file} is not a regular file`);
+      return 2;
+    }
     bytes = await Deno.readFile(file);
   } catch (e) {
     console.error(`error: cannot read ${file}: ${(e as Error).message}`);

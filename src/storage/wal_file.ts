@@ -100,6 +100,7 @@ function* walParser(bytes: Uint8Array, chunkLines: number): Generator<void, Pars
       tornTail: { offset, bytes: bytes.length - offset, reason },
     });
 
+    if (isLast && content.length === 0) return torn("Last line is empty");
     if (isLast && isAllZero(content)) {
       return torn(`Last line is ${content.length} zero bytes (file grew, data never written)`);
     }

@@ -36,6 +36,7 @@ Deno.test("wal check: each torn last line a crash can leave is reported as repai
     ["no newline", concat(good, "7\tSET\td\tpart"), /no newline/],
     ["zero bytes", concat(good, new Uint8Array(4096)), /zero bytes/],
     ["undecodable", concat(good, "7\tSET\td\n"), /undecodable/],
+    ["an empty line", concat(good, "\n"), /Last line is empty/],
   ];
   for (const [what, bytes, reason] of cases) {
     const r = describeWal("node1.log", bytes);
@@ -82,6 +83,10 @@ Deno.test("wal check: exit codes of the real subcommand", async () => {
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /^error: cannot read .*missing\.log: /);
     assert.equal((await run("verify", `${dir}/ok.log`)).code, 2);
+    // A FIFO would block a read forever: refused at once.
+    await new Deno.Command("mkfifo", { args: [`${dir}/fifo`] }).output();
+    const fifo = await run("check", `${dir}/fifo`);
+    assert.deepEqual([fifo.code, fifo.stderr], [2, `error: ${dir}/fifo is not a regular file\n`]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
