@@ -5,6 +5,7 @@ import { type Cluster, findNode, loadCluster, type NodeAddress } from "../config
 import { maxStalenessMsDefault, maxStalenessMsMax, maxStalenessMsMin } from "../config/timing.ts";
 import { type LevelName, parseLevel } from "../log.ts";
 import { loadPeerAuth, type PeerAuth } from "../net/peer_auth.ts";
+import { snapshotBytesDefault, snapshotEntriesDefault } from "../config/limits.ts";
 
 export interface NodeOptions {
   readonly cluster: Cluster;
@@ -19,6 +20,9 @@ export interface NodeOptions {
   /** Follower reads answer -STALE once no leader has brought this node up to
    * date for longer than this (`--max-staleness-ms`). */
   readonly maxStalenessMs: number;
+  /** Snapshot policy (`--snapshot-entries`, `--snapshot-wal-bytes`). */
+  readonly snapshotEntries: number;
+  readonly snapshotWalBytes: number;
 }
 
 export type NodeArgs =
@@ -44,6 +48,29 @@ export function parseMaxStalenessMs(
   return { ok: true, value };
 }
 
+/** Fewest entries and bytes a snapshot policy may name: below them a node
+ * would spend its time rewriting its state. */
+const snapshotEntriesMin = 100;
+const snapshotWalBytesMin = 64 * 1024;
+
+/** A whole-number option from `min` up (undefined: the default). */
+function parseCount(
+  flag: string,
+  text: string | undefined,
+  fallback: number,
+  min: number,
+): { ok: true; value: number } | { ok: false; error: string } {
+  if (text === undefined) return { ok: true, value: fallback };
+  const value = /^\d{1,15}$/.test(text) ? Number(text) : NaN;
+  if (!(value >= min && Number.isSafeInteger(value))) {
+    return {
+      ok: false,
+      error: `Invalid ${flag} ${JSON.stringify(text)}: expected a whole number of at least ${min}`,
+    };
+  }
+  return { ok: true, value };
+}
+
 /** Parses `<N> [--cluster F] [--data-dir D] [--log-level L] [--term T]
  * [--secret-file F] [--max-staleness-ms MS]`. */
 export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<NodeArgs> {
@@ -59,6 +86,8 @@ export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<
         term: { type: "string" },
         "secret-file": { type: "string" },
         "max-staleness-ms": { type: "string" },
+        "snapshot-entries": { type: "string" },
+        "snapshot-wal-bytes": { type: "string" },
       },
     });
   } catch (e) {
@@ -106,6 +135,20 @@ export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<
   // Not a usage slip but a wrong setting, like a bad cluster file: exit 3.
   const maxStaleness = parseMaxStalenessMs(parsed.values["max-staleness-ms"]);
   if (!maxStaleness.ok) return { ok: false, error: maxStaleness.error, usage: false };
+  const snapshotEntries = parseCount(
+    "--snapshot-entries",
+    parsed.values["snapshot-entries"],
+    snapshotEntriesDefault,
+    snapshotEntriesMin,
+  );
+  if (!snapshotEntries.ok) return { ok: false, error: snapshotEntries.error, usage: false };
+  const snapshotWalBytes = parseCount(
+    "--snapshot-wal-bytes",
+    parsed.values["snapshot-wal-bytes"],
+    snapshotBytesDefault,
+    snapshotWalBytesMin,
+  );
+  if (!snapshotWalBytes.ok) return { ok: false, error: snapshotWalBytes.error, usage: false };
   let auth: PeerAuth | null = null;
   const secretFile = parsed.values["secret-file"];
   if (secretFile !== undefined) {
@@ -125,6 +168,8 @@ export async function parseNodeArgs(argv: string[], needTerm: boolean): Promise<
       logLevel,
       term,
       maxStalenessMs: maxStaleness.value,
+      snapshotEntries: snapshotEntries.value,
+      snapshotWalBytes: snapshotWalBytes.value,
     },
   };
 }

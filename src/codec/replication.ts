@@ -5,16 +5,30 @@
 //   follower → leader   HELLO <nodeId> <term> <lastIndex> <lastTerm>
 //                       ACK <term> <matchIndex> <round>
 //                       NACK <term> <hintIndex> <round>
+//                       SNAPACK <term> <receivedBytes> <round>
 //   leader → follower   APPEND <term> <prevIndex> <prevTerm> <leaderCommit> <count> <bytes> <round>
 //                       <bytes of `count` WAL lines>
+//                       SNAPSHOT <term> <index> <snapTerm> <lineHash> <offset> <total> <bytes>
+//                                <leaderCommit> <round>
+//                       <`bytes` bytes of the snapshot file from `offset`>
 //                       ERR <term> <reason…>
 //
-// `round` numbers each APPEND a leader sends; an ACK or NACK echoes it, which
-// lets the leader confirm it still leads after a read arrived (ReadIndex).
+// `round` numbers each APPEND or SNAPSHOT a leader sends; an ACK, NACK or
+// SNAPACK echoes it, which lets the leader confirm it still leads after a
+// read arrived (ReadIndex).
+//
+// SNAPSHOT (Raft §7, InstallSnapshot) carries the leader's snapshot file in
+// chunks, in order from offset 0 to `total`, to a follower that needs entries
+// the leader has compacted away. The follower answers each chunk with
+// SNAPACK, and the last one, once the snapshot is installed, with ACK <index>.
 // Pure: callers feed bytes in and get decoded messages out; bad input yields
 // an error value, never an exception.
 
-import { replicationBatchBytesMax, replicationHeaderBytesMax } from "../config/limits.ts";
+import {
+  replicationBatchBytesMax,
+  replicationHeaderBytesMax,
+  snapshotChunkBytes,
+} from "../config/limits.ts";
 
 export type ReplicationMessage =
   | {
@@ -46,6 +60,25 @@ export type ReplicationMessage =
     /** The WAL lines, each WITHOUT its trailing newline. */
     readonly lines: readonly Uint8Array[];
   }
+  | {
+    readonly kind: "SNAPSHOT";
+    readonly term: number;
+    /** Last index and term the snapshot covers, and that entry's line hash. */
+    readonly index: number;
+    readonly snapTerm: number;
+    readonly lineHash: number;
+    readonly offset: number;
+    readonly total: number;
+    readonly leaderCommit: number;
+    readonly round: number;
+    readonly chunk: Uint8Array;
+  }
+  | {
+    readonly kind: "SNAPACK";
+    readonly term: number;
+    readonly receivedBytes: number;
+    readonly round: number;
+  }
   | { readonly kind: "ERR"; readonly term: number; readonly reason: string };
 
 const encoder = new TextEncoder();
@@ -67,6 +100,32 @@ export function encodeAck(term: number, matchIndex: number, round: number): Uint
 
 export function encodeNack(term: number, hintIndex: number, round: number): Uint8Array {
   return encoder.encode(`NACK ${term} ${hintIndex} ${round}\n`);
+}
+
+export function encodeSnapAck(term: number, receivedBytes: number, round: number): Uint8Array {
+  return encoder.encode(`SNAPACK ${term} ${receivedBytes} ${round}\n`);
+}
+
+export interface SnapshotChunkHeader {
+  readonly term: number;
+  readonly index: number;
+  readonly snapTerm: number;
+  readonly lineHash: number;
+  readonly offset: number;
+  readonly total: number;
+  readonly leaderCommit: number;
+  readonly round: number;
+}
+
+export function encodeSnapshotChunk(h: SnapshotChunkHeader, chunk: Uint8Array): Uint8Array {
+  const header = encoder.encode(
+    `SNAPSHOT ${h.term} ${h.index} ${h.snapTerm} ${h.lineHash} ${h.offset} ${h.total} ` +
+      `${chunk.length} ${h.leaderCommit} ${h.round}\n`,
+  );
+  const out = new Uint8Array(header.length + chunk.length);
+  out.set(header, 0);
+  out.set(chunk, header.length);
+  return out;
 }
 
 export function encodeErr(term: number, reason: string): Uint8Array {
@@ -121,8 +180,11 @@ export class ReplicationParser {
   #start = 0;
   #end = 0;
   #failed: string | null = null;
-  /** A parsed APPEND header waiting for its body. */
-  #pending: { header: number[]; bodyBytes: number; count: number } | null = null;
+  /** A parsed APPEND or SNAPSHOT header waiting for its body. */
+  #pending:
+    | { kind: "APPEND"; header: number[]; bodyBytes: number; count: number }
+    | { kind: "SNAPSHOT"; header: number[]; bodyBytes: number }
+    | null = null;
 
   push(chunk: Uint8Array): void {
     if (this.#end + chunk.length > this.#buf.length) {
@@ -167,6 +229,24 @@ export class ReplicationParser {
           const [nodeId, term, lastIndex, lastTerm] = n as [number, number, number, number];
           return { kind: "message", message: { kind: "HELLO", nodeId, term, lastIndex, lastTerm } };
         }
+        case "SNAPACK": {
+          const n = nums(parts, 1, 3);
+          if (n === null || parts.length !== 4) return bad(line);
+          const [term, receivedBytes, round] = n as [number, number, number];
+          return { kind: "message", message: { kind: "SNAPACK", term, receivedBytes, round } };
+        }
+        case "SNAPSHOT": {
+          const n = nums(parts, 1, 9);
+          if (n === null || parts.length !== 10) return bad(line);
+          const [, index, snapTerm, , offset, total, bytes] = n as number[];
+          if (
+            bytes! > snapshotChunkBytes || offset! + bytes! > total! || index! < 1 || snapTerm! < 1
+          ) {
+            return bad(line);
+          }
+          this.#pending = { kind: "SNAPSHOT", header: n, bodyBytes: bytes! };
+          break;
+        }
         case "ACK":
         case "NACK": {
           const n = nums(parts, 1, 3);
@@ -199,7 +279,7 @@ export class ReplicationParser {
             };
           }
           if (count > bodyBytes) return bad(line);
-          this.#pending = { header: n, bodyBytes, count };
+          this.#pending = { kind: "APPEND", header: n, bodyBytes, count };
           break;
         }
         default:
@@ -211,6 +291,25 @@ export class ReplicationParser {
     const body = this.#buf.subarray(this.#start, this.#start + p.bodyBytes);
     this.#start += p.bodyBytes;
     this.#pending = null;
+    if (p.kind === "SNAPSHOT") {
+      const [term, index, snapTerm, lineHash, offset, total, , leaderCommit, round] = p
+        .header as [number, number, number, number, number, number, number, number, number];
+      return {
+        kind: "message",
+        message: {
+          kind: "SNAPSHOT",
+          term,
+          index,
+          snapTerm,
+          lineHash,
+          offset,
+          total,
+          leaderCommit,
+          round,
+          chunk: body,
+        },
+      };
+    }
     const lines: Uint8Array[] = [];
     let at = 0;
     while (at < body.length) {

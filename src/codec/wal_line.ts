@@ -215,6 +215,21 @@ export function unescapeField(field: Uint8Array): Uint8Array | null {
   return typeof result === "string" ? null : result;
 }
 
+/** Like unescapeField for field[start, end) of `bytes`, but a field that
+ * needs no unescaping comes back as a view of `bytes`, and an error as text. */
+export function unescapeFieldView(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+): Uint8Array | string {
+  return unescapeRange(bytes, start, end, true);
+}
+
+/** True when bytes[start, end) would change under escapeField. */
+export function fieldNeedsEscape(bytes: Uint8Array, start: number, end: number): boolean {
+  return firstEscapeIndex(bytes, start, end) >= 0;
+}
+
 /** Unescapes field[start, end) into a fresh array, or explains why not. */
 function unescapeRange(
   line: Uint8Array,

@@ -51,3 +51,14 @@ export const termMax = 2 ** 40;
  * being away never trails by anything near this; a message that jumps further
  * is damaged or forged, and taking it would move every node toward termMax. */
 export const termJumpMax = 2 ** 20;
+
+/** Default `--snapshot-entries`: a node writes a snapshot of its state once
+ * its WAL holds this many entries past the last one. Bounds the WAL, the
+ * in-memory log and a restart's replay; etcd's default is the same order. */
+export const snapshotEntriesDefault = 100_000;
+
+/** Default `--snapshot-wal-bytes`: or once its WAL is this large (large values). */
+export const snapshotBytesDefault = 64 * 1024 * 1024;
+
+/** Bytes of snapshot file in one replication message to a follower. */
+export const snapshotChunkBytes = 1024 * 1024;

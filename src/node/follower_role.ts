@@ -28,9 +28,12 @@ import {
   encodeAck,
   encodeHello,
   encodeNack,
+  encodeSnapAck,
   type ReplicationMessage,
   ReplicationParser,
 } from "../codec/replication.ts";
+import type { SnapshotMeta } from "../codec/snapshot.ts";
+import { parseSnapshotBytes } from "../storage/snapshot_file.ts";
 import { decodeWalLine } from "../codec/wal_line.ts";
 import { findNode, type NodeAddress } from "../config/cluster.ts";
 import {
@@ -309,10 +312,27 @@ export class FollowerRole {
               : r.message,
           );
         }
-        const out = await this.#onLeaderMessage(r.message, term);
+        const out = r.message.kind === "SNAPSHOT"
+          ? await this.#onSnapshotChunk(r.message, term)
+          : await this.#onLeaderMessage(r.message, term);
         if (generation !== this.#generation) return false;
         if (out === null) continue;
-        if (!out.ack) {
+        if ("received" in out) {
+          // A snapshot chunk (no WAL write to wait for), or the installed
+          // snapshot: durable already (fsynced and renamed), answer at once.
+          if (this.#term !== term) return false;
+          await writeAll(
+            conn,
+            out.installed === null
+              ? encodeSnapAck(term, out.received, out.round)
+              : encodeAck(term, out.installed, out.round),
+          );
+          if (out.installed !== null) {
+            this.#applyCommit();
+            if (this.#state.commitIndex >= this.#leaderCommit) this.#contact.caughtUp(receivedMs);
+          }
+          reply = null;
+        } else if (!out.ack) {
           await writeAll(conn, encodeNack(this.#term, out.index, out.round));
           reply = null;
         } else {
@@ -353,6 +373,97 @@ export class FollowerRole {
       undefined,
       () => this.#applyCommit(),
     );
+  }
+
+  /** The snapshot being received from the leader (Raft §7), written to a
+   * temporary file as it arrives; installed once complete and checked. */
+  #incoming: {
+    readonly meta: SnapshotMeta;
+    readonly total: number;
+    readonly file: Deno.FsFile;
+    received: number;
+  } | null = null;
+
+  async #dropIncoming(): Promise<void> {
+    const inc = this.#incoming;
+    if (inc === null) return;
+    this.#incoming = null;
+    try {
+      inc.file.close();
+    } catch {
+      // already closed
+    }
+    await Deno.remove(this.#state.snapshotReceivePath).catch(() => {});
+  }
+
+  async #onSnapshotChunk(
+    m: Extract<ReplicationMessage, { kind: "SNAPSHOT" }>,
+    term: number,
+  ): Promise<{ received: number; installed: number | null; round: number } | null> {
+    if (m.term !== term) {
+      if (m.term > term) sendToSupervisor({ kind: "higherTerm", term: m.term });
+      throw new Error(`snapshot chunk of term ${m.term} while following term ${term}`);
+    }
+    const meta: SnapshotMeta = { index: m.index, term: m.snapTerm, lineHash: m.lineHash };
+    if (m.offset === 0) {
+      await this.#dropIncoming();
+      this.#log.info(
+        `receiving the leader's snapshot at entry ${m.index} (${m.total} bytes): ` +
+          `it has compacted the entries this node needs`,
+      );
+      const file = await Deno.open(this.#state.snapshotReceivePath, {
+        write: true,
+        create: true,
+        truncate: true,
+      });
+      this.#incoming = { meta, total: m.total, file, received: 0 };
+    }
+    const inc = this.#incoming;
+    if (
+      inc === null || inc.received !== m.offset || inc.total !== m.total ||
+      inc.meta.index !== meta.index || inc.meta.term !== meta.term
+    ) {
+      await this.#dropIncoming();
+      throw new Error(`snapshot chunk at offset ${m.offset} out of order`);
+    }
+    try {
+      await writeAll(inc.file, m.chunk);
+    } catch (e) {
+      await this.#dropIncoming();
+      throw new Error(`cannot write the received snapshot: ${(e as Error).message}`);
+    }
+    inc.received += m.chunk.length;
+    this.#leaderCommit = Math.max(this.#leaderCommit, m.leaderCommit);
+    if (inc.received < inc.total) {
+      return { received: inc.received, installed: null, round: m.round };
+    }
+    // Complete: make it durable, check it whole, then install it.
+    try {
+      await inc.file.syncData();
+    } catch (e) {
+      await this.#dropIncoming();
+      throw new Error(`cannot fsync the received snapshot: ${(e as Error).message}`);
+    }
+    inc.file.close();
+    this.#incoming = null;
+    const path = this.#state.snapshotReceivePath;
+    const bytes = await Deno.readFile(path);
+    const parsed = await parseSnapshotBytes(bytes);
+    if (
+      !parsed.ok || parsed.meta.index !== meta.index || parsed.meta.term !== meta.term ||
+      parsed.meta.lineHash !== meta.lineHash
+    ) {
+      await Deno.remove(path).catch(() => {});
+      throw new Error(
+        `the leader's snapshot does not check out: ${
+          parsed.ok ? "its header differs from the transfer's" : parsed.error
+        }`,
+      );
+    }
+    await this.#state.installSnapshot(path, meta, parsed.pairs, bytes.length);
+    this.#heardFromLeader = true;
+    this.#matchIndex = Math.max(this.#matchIndex, meta.index);
+    return { received: inc.received, installed: meta.index, round: m.round };
   }
 
   async #onLeaderMessage(

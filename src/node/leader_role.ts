@@ -20,12 +20,18 @@ import { encodeBulk, encodeError, encodeInteger, writeMayStillApplyText } from "
 import {
   encodeAppend,
   encodeErr,
+  encodeSnapshotChunk,
   type ReplicationMessage,
   ReplicationParser,
 } from "../codec/replication.ts";
+import { parseSnapshotHeader, type SnapshotMeta } from "../codec/snapshot.ts";
 import type { WalRecord } from "../codec/wal_line.ts";
 import type { NodeAddress } from "../config/cluster.ts";
-import { replicationBatchBytesMax, replicationBatchEntriesMax } from "../config/limits.ts";
+import {
+  replicationBatchBytesMax,
+  replicationBatchEntriesMax,
+  snapshotChunkBytes,
+} from "../config/limits.ts";
 import { replicationHeartbeatMs, requestTimeoutMs } from "../config/timing.ts";
 import type { ApplyResult } from "../kv/store.ts";
 import { type Log } from "../log.ts";
@@ -70,6 +76,21 @@ interface FollowerLink {
   outbox: Uint8Array[];
   writing: boolean;
   closed: boolean;
+  /** Set while this follower is sent our snapshot instead of log entries. */
+  snapshot: SnapshotSend | null;
+}
+
+/** A snapshot file being streamed to one follower (Raft §7). */
+interface SnapshotSend {
+  readonly path: string;
+  file: Deno.FsFile | null;
+  /** From the file's own header once opened (the file may be newer than
+   * what ReplicaState reported when the transfer began). */
+  meta: SnapshotMeta | null;
+  total: number;
+  sentBytes: number;
+  reading: boolean;
+  readonly startedMs: number;
 }
 
 interface WriteWaiter {
@@ -357,6 +378,12 @@ export class LeaderRole {
   #replicate(link: FollowerLink, force: boolean): void {
     if (link.closed) return;
     const log = this.#state.log;
+    // The entries this follower needs next are compacted away: it gets the
+    // snapshot, and the log from there (Raft §7). Chunks double as heartbeats.
+    if (link.snapshot !== null || link.nextIndex <= log.snapshotIndex) {
+      this.#pumpSnapshot(link);
+      return;
+    }
     let sent = false;
     while (
       link.nextIndex <= log.lastIndex && link.nextIndex - link.matchIndex <= windowEntriesMax &&
@@ -381,10 +408,113 @@ export class LeaderRole {
     // An empty APPEND (commit news, heartbeat, read round) respects the
     // in-flight limit too, except when a read waits for a round this follower
     // has not been sent yet: then holding it back only adds a round trip.
-    const readNeedsRound = this.#reads.length > 0 && link.lastSentRound < this.#newestReadRound;
+    // (Not into a connection whose writes are stuck: a frozen follower would
+    // only collect them.)
+    const readNeedsRound = this.#reads.length > 0 && link.lastSentRound < this.#newestReadRound &&
+      link.outbox.length === 0;
     if (!sent && force && (link.unanswered.length < inflightMessagesMax || readNeedsRound)) {
       this.#sendAppend(link, []);
     }
+  }
+
+  /** Streams the snapshot file to `link`, a chunk at a time, at most
+   * `inflightMessagesMax` unanswered: the leader holds two chunks per
+   * follower, whatever the snapshot's size. */
+  async #pumpSnapshot(link: FollowerLink): Promise<void> {
+    let send = link.snapshot;
+    if (send === null) {
+      const path = this.#state.snapshotFile;
+      if (path === null) {
+        this.#log.error(
+          `node ${link.nodeId} needs entry ${link.nextIndex}, compacted away, and there is no ` +
+            `snapshot file to send it; dropping the link`,
+        );
+        this.#dropLink(link);
+        return;
+      }
+      send = {
+        path,
+        file: null,
+        meta: null,
+        total: 0,
+        sentBytes: 0,
+        reading: false,
+        startedMs: performance.now(),
+      };
+      link.snapshot = send;
+    }
+    const s = send;
+    if (s.reading) return;
+    s.reading = true;
+    try {
+      if (s.file === null) {
+        s.file = await Deno.open(s.path, { read: true });
+        s.total = (await s.file.stat()).size;
+        const head = new Uint8Array(256);
+        const n = (await s.file.read(head)) ?? 0;
+        const header = parseSnapshotHeader(head.subarray(0, n));
+        if (!header.ok) throw new Error(`snapshot ${s.path}: ${header.error}`);
+        s.meta = header.meta;
+        await s.file.seek(0, Deno.SeekMode.Start);
+        this.#log.info(
+          `sending snapshot at entry ${s.meta.index} (${s.total} bytes) to node ${link.nodeId}, ` +
+            `which needs entry ${link.nextIndex}`,
+        );
+      }
+      while (
+        !link.closed && link.snapshot === s && s.sentBytes < s.total &&
+        link.unanswered.length < inflightMessagesMax
+      ) {
+        const chunk = new Uint8Array(Math.min(snapshotChunkBytes, s.total - s.sentBytes));
+        for (let got = 0; got < chunk.length;) {
+          const n = await s.file.read(chunk.subarray(got));
+          if (n === null) throw new Error(`snapshot ${s.path} ended early`);
+          got += n;
+        }
+        if (link.closed || link.snapshot !== s) return;
+        const round = ++this.#round;
+        link.unanswered.push(round);
+        link.lastSentRound = round;
+        link.sentCommit = this.#state.commitIndex;
+        link.lastSentMs = Date.now();
+        const meta = s.meta!;
+        this.#send(
+          link,
+          encodeSnapshotChunk({
+            term: this.#term,
+            index: meta.index,
+            snapTerm: meta.term,
+            lineHash: meta.lineHash,
+            offset: s.sentBytes,
+            total: s.total,
+            leaderCommit: this.#state.commitIndex,
+            round,
+          }, chunk),
+        );
+        s.sentBytes += chunk.length;
+      }
+    } catch (e) {
+      this.#log.warn(`cannot send the snapshot to node ${link.nodeId}: ${(e as Error).message}`);
+      this.#dropLink(link);
+    } finally {
+      s.reading = false;
+    }
+  }
+
+  #endSnapshot(link: FollowerLink, why: string): void {
+    const s = link.snapshot;
+    if (s === null) return;
+    link.snapshot = null;
+    try {
+      s.file?.close();
+    } catch {
+      // already closed
+    }
+    this.#log.info(
+      `snapshot to node ${link.nodeId} ${why} after ${
+        Math.round(performance.now() - s.startedMs)
+      } ms`,
+    );
   }
 
   #sendAppend(link: FollowerLink, lines: Uint8Array[]): void {
@@ -423,6 +553,7 @@ export class LeaderRole {
   #dropLink(link: FollowerLink): void {
     if (link.closed) return;
     link.closed = true;
+    this.#endSnapshot(link, "abandoned: connection closed");
     try {
       link.conn.close();
     } catch {
@@ -527,6 +658,7 @@ export class LeaderRole {
       outbox: [],
       writing: false,
       closed: false,
+      snapshot: null,
     };
     (conn as Deno.TcpConn).setNoDelay(true);
     this.#links.set(m.nodeId, link);
@@ -538,7 +670,7 @@ export class LeaderRole {
   }
 
   #onFollowerMessage(link: FollowerLink, m: ReplicationMessage): void {
-    if (m.kind !== "ACK" && m.kind !== "NACK") {
+    if (m.kind !== "ACK" && m.kind !== "NACK" && m.kind !== "SNAPACK") {
       this.#log.warn(`unexpected ${m.kind} from node ${link.nodeId}; dropping it`);
       return;
     }
@@ -551,7 +683,17 @@ export class LeaderRole {
     if (m.term < this.#term) return;
     link.answeredRound = Math.max(link.answeredRound, m.round);
     while (link.unanswered.length > 0 && link.unanswered[0]! <= m.round) link.unanswered.shift();
+    if (m.kind === "SNAPACK") {
+      // A chunk arrived: send more, and count the round for waiting reads.
+      this.#checkReads();
+      this.#replicate(link, false);
+      return;
+    }
     if (m.kind === "ACK") {
+      const snap = link.snapshot;
+      if (snap !== null && snap.meta !== null && m.matchIndex >= snap.meta.index) {
+        this.#endSnapshot(link, `installed (${snap.total} bytes)`);
+      }
       if (m.matchIndex > this.#state.log.lastIndex) {
         this.#log.warn(`node ${link.nodeId} acknowledged ${m.matchIndex} beyond our log`);
         return;
@@ -565,6 +707,7 @@ export class LeaderRole {
     } else {
       this.#checkReads();
       if (m.round < link.resetRound) return; // answer to a message sent before the last reset
+      this.#endSnapshot(link, "abandoned: the follower refused it");
       link.nextIndex = Math.max(link.matchIndex + 1, Math.min(m.hintIndex, link.nextIndex - 1), 1);
       link.resetRound = this.#round + 1;
       this.#replicate(link, true);

@@ -26,6 +26,7 @@ import type { Log } from "../log.ts";
 import type { LogPosition } from "../raft/types.ts";
 import { encodeIpc, type FromRole, readIpc, type ToRole } from "./role_ipc.ts";
 import { selfCommand } from "./self_exec.ts";
+import { readSnapshotMeta } from "../storage/snapshot_file.ts";
 
 export type RoleKind = "leader" | "follower";
 
@@ -67,7 +68,22 @@ export const exitWalDamaged = 3;
  * search for the TERM marker), so it stays fast for a large WAL; checking the
  * whole file for damage is the role process's job when it loads it. A torn
  * last line is skipped exactly as loading would cut it off. */
-export async function readWalPosition(path: string): Promise<LogPosition> {
+export async function readWalPosition(
+  path: string,
+  snapshotFile: string | null = null,
+): Promise<LogPosition> {
+  // After compaction the WAL continues the snapshot: the log ends where the
+  // snapshot does if the WAL holds nothing past it, and the WAL's first lines
+  // take the snapshot's term until a TERM line says otherwise.
+  const snap = snapshotFile === null ? null : await readSnapshotMeta(snapshotFile);
+  const base: LogPosition = snap === null
+    ? { lastIndex: 0, lastTerm: 0 }
+    : { lastIndex: snap.index, lastTerm: snap.term };
+  const position = await readWalTail(path, base);
+  return position.lastIndex > base.lastIndex ? position : base;
+}
+
+async function readWalTail(path: string, base: LogPosition): Promise<LogPosition> {
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
@@ -105,6 +121,8 @@ export async function readWalPosition(path: string): Promise<LogPosition> {
     const term = Number(buf.toString("latin1", at + termMarker.length, stop));
     if (Number.isSafeInteger(term)) return { lastIndex: last.index, lastTerm: term };
   }
+  if (last.index <= base.lastIndex) return base;
+  if (base.lastIndex > 0) return { lastIndex: last.index, lastTerm: base.lastTerm };
   throw new Error(`WAL file "${path}" has entries but no TERM line before them`);
 }
 
@@ -113,6 +131,7 @@ const termMarker = Buffer.from("\tTERM\t", "latin1");
 export class RoleManager {
   readonly #baseArgs: string[];
   readonly #walPath: string;
+  readonly #snapshotPath: string | null;
   readonly #log: Log;
   readonly #events: RoleEvents;
   #child: Child | null = null;
@@ -132,9 +151,16 @@ export class RoleManager {
   #pingTimer: ReturnType<typeof setInterval>;
   #pingSeq = 0;
 
-  constructor(baseArgs: string[], walPath: string, log: Log, events: RoleEvents) {
+  constructor(
+    baseArgs: string[],
+    walPath: string,
+    log: Log,
+    events: RoleEvents,
+    snapshotPath: string | null = null,
+  ) {
     this.#baseArgs = baseArgs;
     this.#walPath = walPath;
+    this.#snapshotPath = snapshotPath;
     this.#log = log;
     this.#events = events;
     this.#pingTimer = setInterval(() => this.#checkLiveness(Date.now()), rolePingIntervalMs);
@@ -177,7 +203,7 @@ export class RoleManager {
 
   /** Where the node's log ends, read from the WAL file (role not running). */
   diskPosition(): Promise<LogPosition> {
-    return readWalPosition(this.#walPath);
+    return readWalPosition(this.#walPath, this.#snapshotPath);
   }
 
   /** Declares which role should run; starts, stops or informs as needed. */
@@ -395,7 +421,9 @@ export class RoleManager {
     }
     this.#log.warn(`${child.kind} role process pid ${child.proc.pid} died with code ${code}`);
     if (code === exitWalDamaged) {
-      this.#events.onFatal(`the ${child.kind} role cannot open the WAL ${this.#walPath}`);
+      this.#events.onFatal(
+        `the ${child.kind} role cannot load the WAL ${this.#walPath} or the snapshot beside it`,
+      );
       return;
     }
     const now = Date.now();

@@ -27,6 +27,7 @@ import type { NodeOptions } from "../cli/role_args.ts";
 import { PeerTransport } from "../net/peer_transport.ts";
 import { readTermFile, termFilePath, writeTermFile } from "../storage/term_file.ts";
 import { walPath } from "./replica_state.ts";
+import { snapshotPath } from "../storage/snapshot_file.ts";
 import { readWalPosition, RoleManager } from "./role_manager.ts";
 
 type SupervisorEvent =
@@ -63,6 +64,10 @@ export class Supervisor {
       opts.logLevel,
       "--max-staleness-ms",
       String(opts.maxStalenessMs),
+      "--snapshot-entries",
+      String(opts.snapshotEntries),
+      "--snapshot-wal-bytes",
+      String(opts.snapshotWalBytes),
     ];
     if (opts.clusterFile !== undefined) baseArgs.push("--cluster", opts.clusterFile);
     if (opts.secretFile !== undefined) baseArgs.push("--secret-file", opts.secretFile);
@@ -75,7 +80,7 @@ export class Supervisor {
         this.#fatal = reason;
         this.#wake?.();
       },
-    });
+    }, snapshotPath(opts.dataDir, opts.self.id));
   }
 
   /** Runs until SIGTERM/SIGINT or a fatal error; returns the exit code. */
@@ -264,7 +269,10 @@ export async function runMain(opts: NodeOptions): Promise<number> {
   );
   let position: LogPosition;
   try {
-    position = await readWalPosition(walPath(opts.dataDir, opts.self.id));
+    position = await readWalPosition(
+      walPath(opts.dataDir, opts.self.id),
+      snapshotPath(opts.dataDir, opts.self.id),
+    );
   } catch (e) {
     log.error(`cannot start: ${(e as Error).message}`);
     return 3;

@@ -1,7 +1,12 @@
 // The in-memory Raft log a role process keeps beside its WAL file: every entry
-// with its term, its decoded record and its exact WAL line (so replication
-// streams the very bytes that are on disk). Pure: the WAL file is written by
-// the shells; this module only keeps the order and the Log Matching checks.
+// after the last snapshot, with its term, its decoded record and its exact
+// WAL line (so replication streams the very bytes that are on disk). Pure:
+// the WAL file is written by the shells; this module only keeps the order and
+// the Log Matching checks.
+//
+// Entries up to `snapshotIndex` are compacted away (Raft §7): only the index
+// and term of the last of them are kept, which is all the consistency check
+// of the next entry needs.
 
 import type { WalRecord } from "../codec/wal_line.ts";
 import { invariant, type LogIndex, type LogPosition, type Term } from "./types.ts";
@@ -15,33 +20,55 @@ export interface LogEntry {
 }
 
 export class RaftLog {
-  /** entries[i] holds index i + 1; the log has no holes. */
+  /** entries[i] holds index snapshotIndex + i + 1; the log has no holes. */
   #entries: LogEntry[] = [];
+  #snapshotIndex: LogIndex;
+  #snapshotTerm: Term;
 
-  constructor(entries: readonly LogEntry[] = []) {
+  constructor(entries: readonly LogEntry[] = [], snapshot: LogPosition = noSnapshot) {
+    invariant(
+      (snapshot.lastIndex > 0) === (snapshot.lastTerm > 0),
+      `Snapshot at index ${snapshot.lastIndex} with term ${snapshot.lastTerm}`,
+    );
+    this.#snapshotIndex = snapshot.lastIndex;
+    this.#snapshotTerm = snapshot.lastTerm;
     for (const e of entries) this.append(e);
   }
 
+  /** Last index a snapshot covers; entries up to it are gone from the log. */
+  get snapshotIndex(): LogIndex {
+    return this.#snapshotIndex;
+  }
+
+  get snapshotTerm(): Term {
+    return this.#snapshotTerm;
+  }
+
   get lastIndex(): LogIndex {
-    return this.#entries.length;
+    return this.#snapshotIndex + this.#entries.length;
   }
 
   get lastTerm(): Term {
-    return this.#entries.at(-1)?.term ?? 0;
+    return this.#entries.at(-1)?.term ?? this.#snapshotTerm;
   }
 
   get position(): LogPosition {
     return { lastIndex: this.lastIndex, lastTerm: this.lastTerm };
   }
 
-  /** Term of the entry at `index`; 0 for index 0; undefined past the end. */
+  /** Term of the entry at `index`; 0 for index 0; undefined past the end
+   * and below the snapshot (compacted). */
   termAt(index: LogIndex): Term | undefined {
     if (index === 0) return 0;
-    return this.#entries[index - 1]?.term;
+    if (index === this.#snapshotIndex) return this.#snapshotTerm;
+    if (index < this.#snapshotIndex) return undefined;
+    return this.#entries[index - this.#snapshotIndex - 1]?.term;
   }
 
+  /** The entry at `index`; undefined past the end and at or below the snapshot. */
   entry(index: LogIndex): LogEntry | undefined {
-    return this.#entries[index - 1];
+    if (index <= this.#snapshotIndex) return undefined;
+    return this.#entries[index - this.#snapshotIndex - 1];
   }
 
   append(entry: LogEntry): void {
@@ -58,20 +85,58 @@ export class RaftLog {
 
   /** Drops the entries from `index` on (Raft §5.3, a follower's conflicting suffix). */
   truncateFrom(index: LogIndex): void {
-    invariant(index >= 1, `Cannot truncate from index ${index}`);
-    if (index <= this.lastIndex) this.#entries.length = index - 1;
+    invariant(
+      index > this.#snapshotIndex,
+      `Cannot truncate from ${index}, at or below the snapshot at ${this.#snapshotIndex}`,
+    );
+    if (index <= this.lastIndex) this.#entries.length = index - this.#snapshotIndex - 1;
+  }
+
+  /** Raft §7: forgets the entries up to `index`, which a snapshot now covers. */
+  compactTo(index: LogIndex): void {
+    if (index <= this.#snapshotIndex) return;
+    const term = this.termAt(index);
+    invariant(
+      term !== undefined,
+      `Cannot compact to ${index}, past the log's end ${this.lastIndex}`,
+    );
+    this.#entries = this.#entries.slice(index - this.#snapshotIndex);
+    this.#snapshotIndex = index;
+    this.#snapshotTerm = term;
+  }
+
+  /** Raft §7: a snapshot from the leader replaces the log up to its index.
+   * Entries after it are kept if the log holds the snapshot's last entry;
+   * otherwise the log disagrees with it and is discarded whole. */
+  installSnapshot(snapshot: LogPosition): void {
+    const { lastIndex: index, lastTerm: term } = snapshot;
+    invariant(index > 0 && term > 0, `Snapshot at index ${index} with term ${term}`);
+    if (this.termAt(index) === term && index >= this.#snapshotIndex) {
+      this.compactTo(index);
+      return;
+    }
+    this.#entries = [];
+    this.#snapshotIndex = index;
+    this.#snapshotTerm = term;
   }
 
   /** Entries [from, to], both inclusive, clamped to the log. */
   slice(from: LogIndex, to: LogIndex): LogEntry[] {
-    return this.#entries.slice(Math.max(from, 1) - 1, Math.min(to, this.lastIndex));
+    const base = this.#snapshotIndex;
+    return this.#entries.slice(
+      Math.max(from - base, 1) - 1,
+      Math.max(0, Math.min(to, this.lastIndex) - base),
+    );
   }
 
-  /** First index holding `term`, searching back from `index` (conflict hints). */
+  /** First index holding `term`, searching back from `index` (conflict hints);
+   * never below the first entry after the snapshot. */
   firstIndexOfTermAt(index: LogIndex): LogIndex {
     const term = this.termAt(index);
     let i = index;
-    while (i > 1 && this.termAt(i - 1) === term) i--;
+    while (i > this.#snapshotIndex + 1 && this.termAt(i - 1) === term) i--;
     return i;
   }
 }
+
+const noSnapshot: LogPosition = { lastIndex: 0, lastTerm: 0 };

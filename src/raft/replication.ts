@@ -24,6 +24,18 @@ export function decideAppend(
   prevTerm: Term,
   entries: readonly LogEntry[],
 ): AppendDecision {
+  const matchIndex = prevIndex + entries.length;
+  if (prevIndex < log.snapshotIndex) {
+    // Raft §7: what our snapshot covers is committed, so it matches the
+    // leader's log; check only what lies beyond it.
+    const covered = log.snapshotIndex - prevIndex;
+    if (entries.length <= covered) {
+      return { kind: "accept", truncateFrom: null, append: [], matchIndex };
+    }
+    entries = entries.slice(covered);
+    prevIndex = log.snapshotIndex;
+    prevTerm = log.snapshotTerm;
+  }
   if (prevIndex > log.lastIndex) return { kind: "reject", hintIndex: log.lastIndex + 1 };
   if (log.termAt(prevIndex) !== prevTerm) {
     // Skip back over the whole conflicting term at once instead of one entry
@@ -42,7 +54,7 @@ export function decideAppend(
   const rest = entries.slice(i);
   const first = rest[0];
   const truncateFrom = first !== undefined && first.index <= log.lastIndex ? first.index : null;
-  return { kind: "accept", truncateFrom, append: rest, matchIndex: prevIndex + entries.length };
+  return { kind: "accept", truncateFrom, append: rest, matchIndex };
 }
 
 /** Gives each record of a replicated batch its term: a TERM marker starts a

@@ -59,8 +59,8 @@ const writeBytesMax = 8 * 1024 * 1024;
  * Anything wrong before the last line cannot come from a torn append, so it is
  * damage and needs an operator, not a silent repair.
  */
-export function parseWal(bytes: Uint8Array): ParseWalResult {
-  const steps = walParser(bytes, Number.MAX_SAFE_INTEGER);
+export function parseWal(bytes: Uint8Array, snapshot: WalBase = noBase): ParseWalResult {
+  const steps = walParser(bytes, Number.MAX_SAFE_INTEGER, snapshot);
   for (;;) {
     const r = steps.next();
     if (r.done) return r.value;
@@ -71,9 +71,10 @@ export function parseWal(bytes: Uint8Array): ParseWalResult {
  * process loading a large WAL still answers its supervisor meanwhile. */
 export async function parseWalAsync(
   bytes: Uint8Array,
+  snapshot: WalBase = noBase,
   chunkLines = 20_000,
 ): Promise<ParseWalResult> {
-  const steps = walParser(bytes, chunkLines);
+  const steps = walParser(bytes, chunkLines, snapshot);
   for (;;) {
     const r = steps.next();
     if (r.done) return r.value;
@@ -81,7 +82,21 @@ export async function parseWalAsync(
   }
 }
 
-function* walParser(bytes: Uint8Array, chunkLines: number): Generator<void, ParseWalResult> {
+/** The snapshot a WAL continues: the last index and term it covers. After
+ * compaction the WAL starts right after it, with no TERM line of its own, so
+ * the snapshot supplies the term of the lines that follow it. */
+export interface WalBase {
+  readonly index: number;
+  readonly term: number;
+}
+
+const noBase: WalBase = { index: 0, term: 0 };
+
+function* walParser(
+  bytes: Uint8Array,
+  chunkLines: number,
+  snapshot: WalBase,
+): Generator<void, ParseWalResult> {
   const entries: WalEntry[] = [];
   let term = 0;
   let offset = 0;
@@ -121,7 +136,25 @@ function* walParser(bytes: Uint8Array, chunkLines: number): Generator<void, Pars
 
     // Sequence and term order: these are decodable lines in the wrong place,
     // which a torn write cannot produce, so they are damage even on the last line.
-    const expectedIndex = entries.length + 1;
+    // The first line may come after compacted ones (any seq, but no gap
+    // after the snapshot); later ones follow it one by one.
+    const expectedIndex = entries.length === 0 ? record.index : entries[0]!.index + entries.length;
+    if (entries.length === 0 && record.index > snapshot.index + 1) {
+      return {
+        ok: false,
+        error: snapshot.index === 0
+          ? `First entry has seq ${record.index} but there is no snapshot: entries 1 to ${
+            record.index - 1
+          } are missing`
+          : `First entry has seq ${record.index} but the snapshot ends at ${snapshot.index}: entries ${
+            snapshot.index + 1
+          } to ${record.index - 1} are missing`,
+        lineNumber,
+      };
+    }
+    // Lines the snapshot covers may be left from before a compaction; the
+    // snapshot's term holds from its index on, until the next TERM line.
+    if (record.index === snapshot.index + 1) term = snapshot.term;
     if (record.index !== expectedIndex) {
       return {
         ok: false,
@@ -138,7 +171,7 @@ function* walParser(bytes: Uint8Array, chunkLines: number): Generator<void, Pars
         };
       }
       term = record.term;
-    } else if (term === 0) {
+    } else if (term === 0 && record.index === 1) {
       return {
         ok: false,
         error: `First entry is ${record.op}, expected TERM`,
@@ -177,11 +210,13 @@ export type WalFileHandle = Pick<Deno.FsFile, "write" | "syncData" | "truncate" 
 export interface WalOpenOptions {
   /** Test seam: wraps the opened file, e.g. to make syncData fail. */
   readonly wrapHandle?: (file: Deno.FsFile) => WalFileHandle;
+  /** The snapshot this WAL continues, if any (see WalBase). */
+  readonly snapshot?: WalBase;
 }
 
 export class WalFile {
   readonly path: string;
-  readonly #file: WalFileHandle;
+  #file: WalFileHandle;
 
   // Lines appended but not yet claimed by a flush, and their size. A flush
   // claims ALL of them when it starts, or earlier when a truncate() call seals
@@ -210,10 +245,29 @@ export class WalFile {
   #failure: unknown = null;
   #closed = false;
 
-  private constructor(path: string, file: WalFileHandle, sizeBytes: number) {
+  // Offsets callers see are logical: counted from the start of the file as
+  // it was opened, so compaction (which drops a prefix of the file) moves no
+  // offset anyone holds. The file itself starts at logical #droppedBytes.
+  #droppedBytes = 0;
+  /** Logical length of the file once every queued operation that has
+   * finished is accounted for (what is really on disk now). */
+  #fileEnd: number;
+  /** While a compaction runs: the lowest logical offset any truncate cut to
+   * since it started; bytes from here on may differ from what it copied. */
+  #compactLowWater: number | null = null;
+  readonly #wrapHandle: ((file: Deno.FsFile) => WalFileHandle) | undefined;
+
+  private constructor(
+    path: string,
+    file: WalFileHandle,
+    sizeBytes: number,
+    wrapHandle: ((file: Deno.FsFile) => WalFileHandle) | undefined,
+  ) {
     this.path = path;
     this.#file = file;
     this.#sizeBytes = sizeBytes;
+    this.#fileEnd = sizeBytes;
+    this.#wrapHandle = wrapHandle;
   }
 
   /**
@@ -241,13 +295,13 @@ export class WalFile {
     try {
       if (created) await syncParentDirectory(path);
       const bytes = await readAll(file);
-      const parsed = await parseWalAsync(bytes);
+      const parsed = await parseWalAsync(bytes, options.snapshot);
       if (!parsed.ok) throw new WalDamagedError(path, parsed.lineNumber, parsed.error);
       if (parsed.tornTail !== null) {
         await handle.truncate(parsed.validBytes);
         await handle.syncData();
       }
-      const wal = new WalFile(path, handle, parsed.validBytes);
+      const wal = new WalFile(path, handle, parsed.validBytes, options.wrapHandle);
       return { wal, entries: parsed.entries, tornTail: parsed.tornTail };
     } catch (error) {
       handle.close();
@@ -323,9 +377,88 @@ export class WalFile {
     if (this.#openFlush !== null) this.#claim(this.#openFlush);
     this.#sizeBytes = offset;
     await this.#enqueue(async () => {
-      await this.#file.truncate(offset);
+      await this.#file.truncate(offset - this.#droppedBytes);
       await this.#file.syncData();
+      this.#fileEnd = offset;
+      if (this.#compactLowWater !== null) {
+        this.#compactLowWater = Math.min(this.#compactLowWater, offset);
+      }
     });
+  }
+
+  /** Logical offset where the file now starts (bytes before it were dropped
+   * by compactPrefix). */
+  get startOffset(): number {
+    return this.#droppedBytes;
+  }
+
+  /**
+   * Drops every byte before logical `offset` from the file (Raft §7: a
+   * snapshot durably covers the entries there), while appends and syncs go
+   * on. The bytes after it are copied to `<path>.compact` in the background;
+   * then, between two flushes, whatever was appended meanwhile is copied too,
+   * the copy is fsynced and renamed over the WAL, and the directory fsynced.
+   * A crash leaves either the old file or the new one, each consistent with
+   * the snapshot. Returns false (WAL untouched and usable) if the copy could
+   * not be made, e.g. the disk is full; throws, failing the WalFile, only if
+   * it failed after the rename, when which file is current is unknown.
+   */
+  async compactPrefix(offset: number): Promise<boolean> {
+    this.#assertUsable();
+    if (offset <= this.#droppedBytes) return true;
+    if (this.#compactLowWater !== null) throw new Error("A WAL compaction is already running");
+    const temp = `${this.path}.compact`;
+    this.#compactLowWater = this.#fileEnd;
+    let out: Deno.FsFile | null = null;
+    let source: Deno.FsFile | null = null;
+    let renamed = false;
+    try {
+      // Append mode like the WAL itself (see open); a leftover temp file is
+      // an unfinished compaction and is replaced.
+      await Deno.remove(temp).catch(() => {});
+      out = await Deno.open(temp, { read: true, append: true, createNew: true });
+      source = await Deno.open(this.path, { read: true });
+      // Phase 1, beside the flushes: copy what is on disk now.
+      const copiedEnd = await copyRange(source, this.#droppedBytes, offset, this.#fileEnd, out);
+      await out.syncData();
+      // Phase 2, between two flushes: nothing writes the WAL meanwhile.
+      const result = await this.#enqueue(async () => {
+        const low = Math.min(this.#compactLowWater!, copiedEnd);
+        // The caller cut below what it asked to drop: a bug, but the WAL is fine.
+        if (low < offset) return false;
+        try {
+          await out!.truncate(low - offset);
+          await copyRange(source!, this.#droppedBytes, low, this.#fileEnd, out!);
+          await out!.syncData();
+          await Deno.rename(temp, this.path);
+        } catch {
+          return false; // the old WAL is still in place and intact
+        }
+        renamed = true;
+        await syncParentDirectory(this.path);
+        const old = this.#file;
+        this.#file = this.#wrapHandle ? this.#wrapHandle(out!) : out!;
+        out = null;
+        this.#droppedBytes = offset;
+        try {
+          old.close();
+        } catch {
+          // already closed
+        }
+        return true;
+      });
+      return result;
+    } catch (e) {
+      if (renamed) throw e;
+      return false;
+    } finally {
+      this.#compactLowWater = null;
+      source?.close();
+      if (out !== null) {
+        out.close();
+        if (!renamed) await Deno.remove(temp).catch(() => {});
+      }
+    }
   }
 
   /** Closes the file. Pending lines are dropped: they were never acknowledged. */
@@ -354,11 +487,11 @@ export class WalFile {
    * Runs `operation` after every operation queued before it. A failure makes
    * the WalFile failed, and operations still queued then fail without I/O.
    */
-  #enqueue(operation: () => Promise<void>): Promise<void> {
-    const run = async (): Promise<void> => {
+  #enqueue<T>(operation: () => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
       this.#assertUsable();
       try {
-        await operation();
+        return await operation();
       } catch (error) {
         this.#failure ??= error;
         throw error;
@@ -366,7 +499,7 @@ export class WalFile {
     };
     const result = this.#queueTail.then(run);
     // The tail only orders operations; each caller gets errors via `result`.
-    this.#queueTail = result.catch(() => {});
+    this.#queueTail = result.then(() => {}, () => {});
     return result;
   }
 
@@ -385,6 +518,7 @@ export class WalFile {
   async #flush(flush: Flush): Promise<void> {
     if (this.#openFlush === flush) this.#claim(flush);
     for (const chunk of batches(flush.lines, writeBytesMax)) await writeAll(this.#file, chunk);
+    this.#fileEnd += flush.bytes;
     await this.#file.syncData();
     // Flushes run in claim order, so durability only ever moves forward.
     if (flush.coversAppendedBytes < this.#durableBytes) {
@@ -439,6 +573,29 @@ async function writeAll(file: WalFileHandle, bytes: Uint8Array): Promise<void> {
   }
 }
 
+/** Copies the bytes at logical offsets [from, to) of `source`, a file that
+ * starts at logical `fileStart`, to the end of `out`; stops early where the
+ * source ends (it may have been cut meanwhile). Returns the logical offset
+ * copied up to. */
+async function copyRange(
+  source: Deno.FsFile,
+  fileStart: number,
+  from: number,
+  to: number,
+  out: Deno.FsFile,
+): Promise<number> {
+  const buffer = new Uint8Array(1024 * 1024);
+  await source.seek(from - fileStart, Deno.SeekMode.Start);
+  let at = from;
+  while (at < to) {
+    const n = await source.read(buffer.subarray(0, Math.min(buffer.length, to - at)));
+    if (n === null) break;
+    for (let w = 0; w < n;) w += await out.write(buffer.subarray(w, n));
+    at += n;
+  }
+  return at;
+}
+
 async function readAll(file: Deno.FsFile): Promise<Uint8Array> {
   // One spare byte lets the read that reports end of file find room without
   // doubling the buffer; the loop still copes with a file that grew.
@@ -463,7 +620,7 @@ async function readAll(file: Deno.FsFile): Promise<Uint8Array> {
  * on the file does not cover; without this a crash could lose the whole WAL,
  * acknowledged entries included.
  */
-async function syncParentDirectory(path: string): Promise<void> {
+export async function syncParentDirectory(path: string): Promise<void> {
   if (Deno.build.os === "windows") return; // directories cannot be opened for fsync there
   const slash = path.lastIndexOf("/");
   const directory = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);

@@ -122,6 +122,8 @@ async function fakeLeaderSetup(): Promise<
     auth: null,
     secretFile: undefined,
     maxStalenessMs: 60_000,
+    snapshotEntries: 100_000,
+    snapshotWalBytes: 64 * 1024 * 1024,
   };
   return { dir, listener, opts };
 }

@@ -156,7 +156,7 @@ Deno.test("parseWal: a seq gap or repeat is damage, even on the last line", () =
   assert.deepEqual(damage(repeat), { error: "Seq 2 out of sequence, expected 3", lineNumber: 3 });
   const notFromOne = concat([term(2, 1)]);
   assert.deepEqual(damage(notFromOne), {
-    error: "Seq 2 out of sequence, expected 1",
+    error: "First entry has seq 2 but there is no snapshot: entries 1 to 1 are missing",
     lineNumber: 1,
   });
 });
@@ -515,7 +515,7 @@ Deno.test("parseWalAsync: yields to the event loop while parsing and agrees with
   let ticks = 0;
   const timer = setInterval(() => ticks++, 0);
   try {
-    const viaAsync = await parseWalAsync(bytes, 100);
+    const viaAsync = await parseWalAsync(bytes, undefined, 100);
     assert.deepEqual(viaAsync, parseWal(bytes));
     assert.ok(ticks > 0, "timers ran while it parsed");
   } finally {
