@@ -15,11 +15,13 @@
 // Pure: the checksum function comes from the caller; nothing here throws on
 // bad bytes, it reports them.
 
+import { Buffer } from "node:buffer";
 import { bytesToLatin1, latin1Into } from "../kv/latin1.ts";
 import type { KvPair } from "../kv/store.ts";
 import { escapeField, fieldNeedsEscape, unescapeFieldView } from "./wal_line.ts";
 
 const TAB = 0x09;
+const BACKSLASH = 0x5c;
 const LF = 0x0a;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -124,59 +126,148 @@ export type ParsedSnapshot =
   }
   | { readonly ok: false; readonly error: string; readonly lineNumber: number };
 
+/** The END line: where it starts, and what it promises. */
+export type ParsedSnapshotTrailer =
+  | { readonly ok: true; readonly start: number; readonly keys: number; readonly crc32: string }
+  | { readonly ok: false; readonly error: string };
+
+/** Reads the END line from `tail`, the last bytes of a file (`fileBytes`
+ * long); `start` is the END line's offset in the file. */
+export function parseSnapshotTrailer(tail: Uint8Array, fileBytes: number): ParsedSnapshotTrailer {
+  if (tail.length === 0 || tail[tail.length - 1] !== LF) {
+    return { ok: false, error: "Snapshot does not end with a newline (cut short?)" };
+  }
+  const at = tail.lastIndexOf(LF, tail.length - 2) + 1;
+  const trailer = decoder.decode(tail.subarray(at, tail.length - 1)).split("\t");
+  const keys = decimal(trailer[1]);
+  if (
+    (at === 0 && tail.length < fileBytes) || trailer[0] !== "END" || trailer.length !== 3 ||
+    keys === null || !/^[0-9a-f]{8}$/.test(trailer[2]!)
+  ) {
+    return { ok: false, error: "Snapshot has no END line (cut short?)" };
+  }
+  return { ok: true, start: fileBytes - (tail.length - at), keys, crc32: trailer[2]! };
+}
+
+/** Longest END line: "END", a count and a checksum, with room to spare. */
+export const snapshotTrailerBytesMax = 64;
+
+/**
+ * The key/value lines of a snapshot, fed in pieces of any size (a piece may
+ * end inside a line; the rest of it is kept for the next). Pure. The caller
+ * checks the checksum; this checks the lines themselves.
+ */
+export class SnapshotBodyParser {
+  readonly pairs = new Map<string, string>();
+  #carry: Uint8Array | null = null;
+  /** Line number (1-based, the header is line 1) of the next line. */
+  #lineNumber: number;
+
+  constructor(firstLineNumber = 2) {
+    this.#lineNumber = firstLineNumber;
+  }
+
+  /** Parses the whole lines in `piece` (after what was carried over); null
+   * when fine, or what is wrong and on which line. */
+  feed(piece: Uint8Array): { error: string; lineNumber: number } | null {
+    let bytes = piece;
+    if (this.#carry !== null) {
+      const joined = new Uint8Array(this.#carry.length + piece.length);
+      joined.set(this.#carry, 0);
+      joined.set(piece, this.#carry.length);
+      bytes = joined;
+      this.#carry = null;
+    }
+    // Most fields hold no escape: those become strings straight from the
+    // bytes, one native call each. Only a field with a backslash is unescaped.
+    const raw = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let backslash = bytes.indexOf(BACKSLASH);
+    const field = (start: number, end: number): string | { error: string } => {
+      if (backslash !== -1 && backslash < start) backslash = bytes.indexOf(BACKSLASH, start);
+      if (backslash === -1 || backslash >= end) return raw.toString("latin1", start, end);
+      const unescaped = unescapeFieldView(bytes, start, end);
+      return typeof unescaped === "string" ? { error: unescaped } : bytesToLatin1(unescaped);
+    };
+    const pairs = this.pairs;
+    let at = 0;
+    for (;;) {
+      const nl = bytes.indexOf(LF, at);
+      if (nl < 0) break;
+      const lineNumber = this.#lineNumber++;
+      const tab = bytes.indexOf(TAB, at);
+      if (tab < 0 || tab > nl) return { error: "Line has no TAB", lineNumber };
+      const key = field(at, tab);
+      if (typeof key !== "string") return { error: `Key: ${key.error}`, lineNumber };
+      const value = field(tab + 1, nl);
+      if (typeof value !== "string") return { error: `Value: ${value.error}`, lineNumber };
+      const size = pairs.size;
+      pairs.set(key, value);
+      if (pairs.size === size) return { error: "Key appears twice", lineNumber };
+      at = nl + 1;
+    }
+    if (at < bytes.length) this.#carry = bytes.slice(at);
+    return null;
+  }
+
+  /** Call after the last piece: a line left without its newline is damage. */
+  finish(): { error: string; lineNumber: number } | null {
+    return this.#carry === null
+      ? null
+      : { error: "Last line before END has no newline", lineNumber: this.#lineNumber };
+  }
+}
+
+/** Bytes per piece when a whole snapshot in memory is parsed with yields. */
+const pieceBytes = 4 * 1024 * 1024;
+
 /**
  * Parses and checks a whole snapshot file: header, every line, key count and
- * checksum. A generator that yields every `chunkLines` lines, so a caller can
- * let its event loop run while a large snapshot loads (see parseSnapshot for
- * the plain call).
+ * checksum. A generator that yields between pieces of about 4 MiB (some
+ * 35,000 lines of 100-byte values), so a caller can let its event loop run
+ * while a large snapshot loads (see parseSnapshot for the plain call).
  */
 export function* snapshotParser(
   bytes: Uint8Array,
   crc32: (bytes: Uint8Array) => number,
-  chunkLines = 50_000,
 ): Generator<void, ParsedSnapshot> {
   const header = parseSnapshotHeader(bytes);
   if (!header.ok) return { ok: false, error: header.error, lineNumber: 1 };
-  // The trailer is the last line; it must end the file exactly.
-  if (bytes.length === 0 || bytes[bytes.length - 1] !== LF) {
-    return { ok: false, error: "Snapshot does not end with a newline (cut short?)", lineNumber: 0 };
-  }
-  const trailerStart = bytes.lastIndexOf(LF, bytes.length - 2) + 1;
-  if (trailerStart < header.bytes) {
-    return { ok: false, error: "Snapshot has no END line (cut short?)", lineNumber: 0 };
-  }
-  const trailer = decoder.decode(bytes.subarray(trailerStart, bytes.length - 1)).split("\t");
-  const keys = decimal(trailer[1]);
-  if (trailer[0] !== "END" || trailer.length !== 3 || keys === null) {
-    return { ok: false, error: "Snapshot has no END line (cut short?)", lineNumber: 0 };
-  }
-  const want = trailer[2]!;
-  const got = (crc32(bytes.subarray(0, trailerStart)) >>> 0).toString(16).padStart(8, "0");
-  if (got !== want) {
+  const trailer = parseSnapshotTrailer(
+    bytes.subarray(Math.max(0, bytes.length - snapshotTrailerBytesMax)),
+    bytes.length,
+  );
+  if (!trailer.ok || trailer.start < header.bytes) {
     return {
       ok: false,
-      error: `Checksum mismatch: END line says ${want}, bytes give ${got}`,
+      error: trailer.ok ? "Snapshot has no END line (cut short?)" : trailer.error,
       lineNumber: 0,
     };
   }
-  const pairs = new Map<string, string>();
-  let at = header.bytes;
-  let lineNumber = 1;
-  while (at < trailerStart) {
-    lineNumber++;
-    if (lineNumber % chunkLines === 0) yield;
-    const nl = bytes.indexOf(LF, at);
-    const tab = bytes.indexOf(TAB, at);
-    if (tab < 0 || tab > nl) return { ok: false, error: "Line has no TAB", lineNumber };
-    const key = unescapeFieldView(bytes, at, tab);
-    if (typeof key === "string") return { ok: false, error: `Key: ${key}`, lineNumber };
-    const value = unescapeFieldView(bytes, tab + 1, nl);
-    if (typeof value === "string") return { ok: false, error: `Value: ${value}`, lineNumber };
-    const size = pairs.size;
-    pairs.set(bytesToLatin1(key), bytesToLatin1(value));
-    if (pairs.size === size) return { ok: false, error: "Key appears twice", lineNumber };
-    at = nl + 1;
+  const got = (crc32(bytes.subarray(0, trailer.start)) >>> 0).toString(16).padStart(8, "0");
+  if (got !== trailer.crc32) {
+    return {
+      ok: false,
+      error: `Checksum mismatch: END line says ${trailer.crc32}, bytes give ${got}`,
+      lineNumber: 0,
+    };
   }
+  const body = new SnapshotBodyParser();
+  for (let at = header.bytes; at < trailer.start; at += pieceBytes) {
+    const bad = body.feed(bytes.subarray(at, Math.min(trailer.start, at + pieceBytes)));
+    if (bad !== null) return { ok: false, ...bad };
+    yield;
+  }
+  const bad = body.finish();
+  if (bad !== null) return { ok: false, ...bad };
+  return checkKeyCount(header.meta, body.pairs, trailer.keys);
+}
+
+/** The END line's key count against what the lines held. */
+export function checkKeyCount(
+  meta: SnapshotMeta,
+  pairs: Map<string, string>,
+  keys: number,
+): ParsedSnapshot {
   if (pairs.size !== keys) {
     return {
       ok: false,
@@ -184,14 +275,14 @@ export function* snapshotParser(
       lineNumber: 0,
     };
   }
-  return { ok: true, meta: header.meta, pairs };
+  return { ok: true, meta, pairs };
 }
 
 export function parseSnapshot(
   bytes: Uint8Array,
   crc32: (bytes: Uint8Array) => number,
 ): ParsedSnapshot {
-  const steps = snapshotParser(bytes, crc32, Number.MAX_SAFE_INTEGER);
+  const steps = snapshotParser(bytes, crc32);
   for (;;) {
     const r = steps.next();
     if (r.done) return r.value;

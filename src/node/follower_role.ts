@@ -33,7 +33,7 @@ import {
   ReplicationParser,
 } from "../codec/replication.ts";
 import type { SnapshotMeta } from "../codec/snapshot.ts";
-import { parseSnapshotBytes } from "../storage/snapshot_file.ts";
+import { loadSnapshotFile } from "../storage/snapshot_file.ts";
 import { decodeWalLine } from "../codec/wal_line.ts";
 import { findNode, type NodeAddress } from "../config/cluster.ts";
 import {
@@ -447,20 +447,19 @@ export class FollowerRole {
     inc.file.close();
     this.#incoming = null;
     const path = this.#state.snapshotReceivePath;
-    const bytes = await Deno.readFile(path);
-    const parsed = await parseSnapshotBytes(bytes);
+    const parsed = await loadSnapshotFile(path);
     if (
-      !parsed.ok || parsed.meta.index !== meta.index || parsed.meta.term !== meta.term ||
-      parsed.meta.lineHash !== meta.lineHash
+      parsed === null || !parsed.ok || parsed.meta.index !== meta.index ||
+      parsed.meta.term !== meta.term || parsed.meta.lineHash !== meta.lineHash
     ) {
       await Deno.remove(path).catch(() => {});
       throw new Error(
         `the leader's snapshot does not check out: ${
-          parsed.ok ? "its header differs from the transfer's" : parsed.error
+          parsed?.ok === false ? parsed.error : "its header differs from the transfer's"
         }`,
       );
     }
-    await this.#state.installSnapshot(path, meta, parsed.pairs, bytes.length);
+    await this.#state.installSnapshot(path, meta, parsed.pairs, parsed.bytes);
     this.#heardFromLeader = true;
     this.#matchIndex = Math.max(this.#matchIndex, meta.index);
     return { received: inc.received, installed: meta.index, round: m.round };

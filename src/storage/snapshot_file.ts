@@ -8,12 +8,16 @@
 
 import { crc32 } from "node:zlib";
 import {
+  checkKeyCount,
   encodeSnapshotHeader,
   encodeSnapshotPairs,
   encodeSnapshotTrailer,
   parseSnapshotHeader,
+  parseSnapshotTrailer,
+  SnapshotBodyParser,
   type SnapshotMeta,
   snapshotParser,
+  snapshotTrailerBytesMax,
 } from "../codec/snapshot.ts";
 import type { SnapshotCursor } from "../kv/store.ts";
 import { syncParentDirectory } from "./wal_file.ts";
@@ -103,22 +107,94 @@ export interface LoadedSnapshot {
 }
 
 /** Reads and checks the snapshot at `path`; null if there is none. Throws
- * SnapshotDamagedError if it does not check out. Yields between chunks of
- * lines so a large one loads without starving the event loop. */
+ * SnapshotDamagedError if it does not check out. Streams the file in pieces
+ * and yields between them, so a large one loads without holding the whole
+ * file in memory beside the state it becomes, or starving the event loop. */
 export async function readSnapshotFile(path: string): Promise<LoadedSnapshot | null> {
   // Leftovers of a write or a transfer that did not finish: never the snapshot.
   await Deno.remove(`${path}.tmp`).catch(() => {});
   await Deno.remove(receivePath(path)).catch(() => {});
-  let bytes: Uint8Array;
+  const parsed = await loadSnapshotFile(path);
+  if (parsed === null) return null;
+  if (!parsed.ok) throw new SnapshotDamagedError(path, parsed.error);
+  return parsed;
+}
+
+/** Bytes read at a time while loading a snapshot. */
+const readPieceBytes = 4 * 1024 * 1024;
+
+/** Reads and checks the snapshot file at `path` (null: there is none); damage
+ * comes back as an error text naming the line where there is one. */
+export async function loadSnapshotFile(
+  path: string,
+): Promise<(LoadedSnapshot & { readonly ok: true }) | { ok: false; error: string } | null> {
+  let file: Deno.FsFile;
   try {
-    bytes = await Deno.readFile(path);
+    file = await Deno.open(path, { read: true });
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
     throw e;
   }
-  const parsed = await parseSnapshotBytes(bytes);
-  if (!parsed.ok) throw new SnapshotDamagedError(path, parsed.error);
-  return { meta: parsed.meta, pairs: parsed.pairs, bytes: bytes.length };
+  try {
+    const size = (await file.stat()).size;
+    const fail = (error: string, lineNumber = 0) => ({
+      ok: false as const,
+      error: lineNumber > 0 ? `line ${lineNumber}: ${error}` : error,
+    });
+    // The END line first: it says how far the checksum runs.
+    const tail = new Uint8Array(Math.min(size, snapshotTrailerBytesMax));
+    await file.seek(size - tail.length, Deno.SeekMode.Start);
+    await readFull(file, tail);
+    const trailer = parseSnapshotTrailer(tail, size);
+    if (!trailer.ok) return fail(trailer.error);
+    await file.seek(0, Deno.SeekMode.Start);
+    let crc = 0;
+    let at = 0;
+    let body: SnapshotBodyParser | null = null;
+    let meta: SnapshotMeta | null = null;
+    const piece = new Uint8Array(readPieceBytes);
+    while (at < trailer.start) {
+      const want = Math.min(piece.length, trailer.start - at);
+      const got = await readFull(file, piece.subarray(0, want));
+      if (got < want) return fail("Snapshot file shrank while it was read");
+      let bytes = piece.subarray(0, got);
+      crc = crc32(bytes, crc);
+      if (body === null) {
+        const header = parseSnapshotHeader(bytes);
+        if (!header.ok) return fail(header.error, 1);
+        if (header.bytes > trailer.start) return fail("Snapshot has no END line (cut short?)");
+        meta = header.meta;
+        body = new SnapshotBodyParser();
+        bytes = bytes.subarray(header.bytes);
+      }
+      const bad = body.feed(bytes);
+      if (bad !== null) return fail(bad.error, bad.lineNumber);
+      at += got;
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    if (body === null || meta === null) return fail("No snapshot header line", 1);
+    const got = (crc >>> 0).toString(16).padStart(8, "0");
+    if (got !== trailer.crc32) {
+      return fail(`Checksum mismatch: END line says ${trailer.crc32}, bytes give ${got}`);
+    }
+    const bad = body.finish();
+    if (bad !== null) return fail(bad.error, bad.lineNumber);
+    const checked = checkKeyCount(meta, body.pairs, trailer.keys);
+    if (!checked.ok) return fail(checked.error);
+    return { ok: true, meta, pairs: checked.pairs, bytes: size };
+  } finally {
+    file.close();
+  }
+}
+
+async function readFull(file: Deno.FsFile, into: Uint8Array): Promise<number> {
+  let got = 0;
+  while (got < into.length) {
+    const n = await file.read(into.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  return got;
 }
 
 /** snapshotParser with the real checksum, yielding to the event loop. */
