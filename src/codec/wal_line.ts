@@ -240,14 +240,41 @@ function unescapeRange(
   // Fast path: no backslash and nothing raw that needed escaping.
   const first = firstEscapeIndex(line, start, end);
   if (first < 0) return share ? line.subarray(start, end) : line.slice(start, end);
+  return runToEnd(unescapeSteps(line, start, end, first, Number.MAX_SAFE_INTEGER));
+}
 
+function runToEnd<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** The slow path of unescapeRange from `first`, the first byte that needs
+ * work; yields after about every `stepBytes` input bytes, so a caller can
+ * spread a very large field over several turns of its event loop. */
+function* unescapeSteps(
+  line: Uint8Array,
+  start: number,
+  end: number,
+  first: number,
+  stepBytes: number,
+): Generator<void, Uint8Array | string> {
   // Unescaping never lengthens, so one allocation of the escaped size suffices.
   const out = new Uint8Array(end - start);
   out.set(line.subarray(start, first), 0);
   let w = first - start;
-  let escapedHighByte = false;
+  // Where escaped high bytes landed in `out`: each `\xHH` takes four input
+  // bytes, so this many slots always suffice.
+  let escapedHigh: Int32Array | null = null;
+  let escapedHighCount = 0;
   let i = first;
+  let pauseAt = first + stepBytes;
   while (i < end) {
+    if (i >= pauseAt) {
+      yield;
+      pauseAt = i + stepBytes;
+    }
     const b = line[i]!;
     const cls = BYTE_CLASS[b]!;
     if (cls === LITERAL) {
@@ -283,16 +310,22 @@ function unescapeRange(
     if (valueClass === LITERAL || valueClass === SHORT_ESCAPE) {
       return `Non-canonical escape "${quoteText(line, i, i + 4)}"`;
     }
-    if (valueClass === HIGH) escapedHighByte = true;
+    if (valueClass === HIGH) {
+      escapedHigh ??= new Int32Array(((end - first) >> 2) + 1);
+      escapedHigh[escapedHighCount++] = w;
+    }
     out[w++] = value;
     i += 4;
   }
   const result = out.subarray(0, w);
-  // An escaped high byte is canonical only if, in context, it is not part of
-  // valid UTF-8 (which would have been written literally). Context decides,
-  // so compare against the escaper instead of reasoning byte by byte.
-  if (escapedHighByte && !equalBytes(escapeField(result), line.subarray(start, end))) {
-    return "Non-canonical escape of UTF-8 bytes";
+  // An escaped high byte is canonical only if, in context, it does not start
+  // valid UTF-8 (which the escaper would have written literally). Literal
+  // sequences were checked above, so the escaper walks the result in step
+  // with this loop, and each escaped high byte is judged by what follows it.
+  for (let k = 0; k < escapedHighCount; k++) {
+    if (utf8SequenceLength(result, escapedHigh![k]!, w) > 0) {
+      return "Non-canonical escape of UTF-8 bytes";
+    }
   }
   return result;
 }
@@ -319,12 +352,6 @@ function hexValue(b: number): number {
   if (b >= DIGIT_0 && b <= DIGIT_9) return b - DIGIT_0;
   if (b >= 0x61 && b <= 0x66) return b - 0x61 + 10;
   return -1;
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** Encodes a record as one WAL line, including the trailing "\n". */
@@ -419,6 +446,20 @@ function rangeEquals(line: Uint8Array, start: number, end: number, want: Uint8Ar
  * record's key and value are fresh copies (unless `share`), so `line` may be reused after.
  */
 export function decodeWalLine(line: Uint8Array, options: DecodeOptions = {}): DecodeResult {
+  return runToEnd(decodeWalLineSteps(line, options, Number.MAX_SAFE_INTEGER));
+}
+
+/**
+ * decodeWalLine in steps: yields after about every `stepBytes` bytes of a
+ * value being unescaped, so a caller decoding a line with a 16 MiB value
+ * (up to 64 MiB escaped) can let its event loop answer pings and fences in
+ * between. Same result as decodeWalLine.
+ */
+export function* decodeWalLineSteps(
+  line: Uint8Array,
+  options: DecodeOptions,
+  stepBytes: number,
+): Generator<void, DecodeResult> {
   const share = options.share === true;
   if (line.length === 0) return fail("Empty line");
 
@@ -444,7 +485,10 @@ export function decodeWalLine(line: Uint8Array, options: DecodeOptions = {}): De
     const key = unescapeRange(line, opEnd + 1, thirdEnd, share);
     if (typeof key === "string") return fail(`${key} in key`);
     const valueStart = thirdEnd + 1;
-    const value = unescapeRange(line, valueStart, line.length, share);
+    const firstEscape = firstEscapeIndex(line, valueStart, line.length);
+    const value = firstEscape < 0
+      ? (share ? line.subarray(valueStart) : line.slice(valueStart))
+      : yield* unescapeSteps(line, valueStart, line.length, firstEscape, stepBytes);
     if (typeof value === "string") {
       return fail(`${value} in value`);
     }

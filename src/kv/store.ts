@@ -80,14 +80,18 @@ export class KvStore {
     let at = 0;
     return {
       keys: keys.length,
-      next: (max: number): KvPair[] | null => {
+      next: (max: number, bytesMax = Number.MAX_SAFE_INTEGER): KvPair[] | null => {
         if (at >= keys.length) return null;
         const out: KvPair[] = [];
+        let bytes = 0;
         const stop = Math.min(keys.length, at + max);
-        for (; at < stop; at++) {
+        for (; at < stop && bytes < bytesMax; at++) {
           const key = keys[at]!;
           const value = before.has(key) ? before.get(key) : map.get(key);
-          if (value !== undefined) out.push([key, value]);
+          if (value !== undefined) {
+            out.push([key, value]);
+            bytes += key.length + value.length;
+          }
         }
         return out;
       },
@@ -101,8 +105,9 @@ export class KvStore {
 export interface SnapshotCursor {
   /** Keys when the snapshot began. */
   readonly keys: number;
-  /** Up to `max` more pairs as of the snapshot's start; null when done. */
-  next(max: number): KvPair[] | null;
+  /** Up to `max` more pairs as of the snapshot's start, fewer once they hold
+   * `bytesMax` bytes (at least one); null when done. */
+  next(max: number, bytesMax?: number): KvPair[] | null;
   /** Stops recording changes for this snapshot. */
   end(): void;
 }

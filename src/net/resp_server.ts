@@ -34,6 +34,9 @@ export interface RespServer {
 
 const readBufferBytes = 64 * 1024;
 
+/** Commands at least this large are followed by a turn of the event loop. */
+const largeCommandBytes = 1024 * 1024;
+
 async function serveConnection(conn: Deno.Conn, handler: CommandHandler): Promise<void> {
   const parser = new RequestParser();
   const buf = new Uint8Array(readBufferBytes);
@@ -67,6 +70,12 @@ async function serveConnection(conn: Deno.Conn, handler: CommandHandler): Promis
           close = true;
           break;
         }
+        // A command with megabytes of arguments cost the handler real CPU
+        // (a 16 MiB binary value is escaped to up to 64 MiB for the WAL):
+        // let other work (pings, fences, other clients) run before the next.
+        let argBytes = 0;
+        for (const a of r.args) argBytes += a.length;
+        if (argBytes >= largeCommandBytes) await new Promise((res) => setTimeout(res, 0));
       }
       if (replies.length > 0) {
         const parts = pending

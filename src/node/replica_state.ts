@@ -96,7 +96,7 @@ export class ReplicaState {
   /** A snapshot being written or installed: one at a time. */
   #snapshotBusy: Promise<void> | null = null;
   #snapshotRetryAtMs = 0;
-  readonly #log: Log;
+  #log: Log;
 
   private constructor(
     wal: WalFile,
@@ -223,6 +223,11 @@ export class ReplicaState {
         `${state.log.lastTerm}, known committed up to ${state.commitIndex}`,
     );
     return state;
+  }
+
+  /** Logs from now on as `log` (the role's prefix changes on promotion). */
+  useLog(log: Log): void {
+    this.#log = log;
   }
 
   /** The snapshot on disk (index 0: none) and its file. */

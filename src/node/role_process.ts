@@ -224,6 +224,7 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
         await follower.quiesce();
         follower = null;
         log = logger(node, "Leader");
+        state.useLog(log);
         lead(m.term);
         sendToSupervisor({ kind: "ready", ...position() });
         return;

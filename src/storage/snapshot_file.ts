@@ -34,6 +34,9 @@ export function receivePath(path: string): string {
 /** Pairs encoded per write: about half a megabyte of 100-byte values, which
  * takes a few milliseconds, so writes and reads go on in between. */
 const pairsPerChunk = 4096;
+/** …and at most about this many bytes of keys and values, so that a run of
+ * 16 MiB values is encoded one or two at a time. */
+const chunkBytesMax = 1024 * 1024;
 
 /** The snapshot file exists but is not one kvstore could have written whole. */
 export class SnapshotDamagedError extends Error {
@@ -72,9 +75,9 @@ export async function writeSnapshotFile(
     };
     await put(encodeSnapshotHeader(meta), true);
     for (
-      let pairs = cursor.next(pairsPerChunk);
+      let pairs = cursor.next(pairsPerChunk, chunkBytesMax);
       pairs !== null;
-      pairs = cursor.next(pairsPerChunk)
+      pairs = cursor.next(pairsPerChunk, chunkBytesMax)
     ) {
       keys += pairs.length;
       await put(encodeSnapshotPairs(pairs), true);
