@@ -80,6 +80,17 @@ export function encodeSnapshotPairs(pairs: readonly KvPair[]): Uint8Array {
   return out.subarray(0, w);
 }
 
+/** One pair's line from its key and value already escaped (for a value
+ * escaped in steps, see escapeFieldSteps). */
+export function encodeSnapshotLine(escapedKey: Uint8Array, escapedValue: Uint8Array): Uint8Array {
+  const out = new Uint8Array(escapedKey.length + escapedValue.length + 2);
+  out.set(escapedKey, 0);
+  out[escapedKey.length] = TAB;
+  out.set(escapedValue, escapedKey.length + 1);
+  out[out.length - 1] = LF;
+  return out;
+}
+
 function grow(bytes: Uint8Array, need: number): Uint8Array {
   const next = new Uint8Array(Math.max(need, bytes.length * 2));
   next.set(bytes);

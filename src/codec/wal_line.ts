@@ -155,9 +155,34 @@ const SHORT_ESCAPE_TABLE: Uint8Array = (() => {
 export function escapeField(bytes: Uint8Array): Uint8Array {
   const first = firstEscapeIndex(bytes, 0, bytes.length);
   if (first < 0) return bytes;
+  return runToEnd(escapeSteps(bytes, first, Number.MAX_SAFE_INTEGER));
+}
+
+/** escapeField in steps: yields after about every `stepBytes` input bytes
+ * of each pass, so a caller escaping a 16 MiB value can let its event loop
+ * run in between. Same result as escapeField. */
+export function* escapeFieldSteps(
+  bytes: Uint8Array,
+  stepBytes: number,
+): Generator<void, Uint8Array> {
+  const first = firstEscapeIndex(bytes, 0, bytes.length);
+  if (first < 0) return bytes;
+  return yield* escapeSteps(bytes, first, stepBytes);
+}
+
+function* escapeSteps(
+  bytes: Uint8Array,
+  first: number,
+  stepBytes: number,
+): Generator<void, Uint8Array> {
   const end = bytes.length;
   let size = first;
+  let pauseAt = first + stepBytes;
   for (let i = first; i < end;) {
+    if (i >= pauseAt) {
+      yield;
+      pauseAt = i + stepBytes;
+    }
     const cls = BYTE_CLASS[bytes[i]!]!;
     if (cls === LITERAL) {
       size++;
@@ -174,7 +199,12 @@ export function escapeField(bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(size);
   out.set(bytes.subarray(0, first), 0);
   let w = first;
+  pauseAt = first + stepBytes;
   for (let i = first; i < end;) {
+    if (i >= pauseAt) {
+      yield;
+      pauseAt = i + stepBytes;
+    }
     const b = bytes[i]!;
     const cls = BYTE_CLASS[b]!;
     if (cls === LITERAL) {
@@ -377,6 +407,17 @@ function assertPositiveSafeInteger(n: number, name: string): void {
   if (!Number.isSafeInteger(n) || n < 1) {
     throw new RangeError(`WAL record ${name} must be a positive safe integer, got ${n}`);
   }
+}
+
+/** A SET line from a key and value already escaped (escapeFieldSteps), for
+ * callers that escape a large value before they know its index. */
+export function encodeEscapedSetLine(
+  index: number,
+  escapedKey: Uint8Array,
+  escapedValue: Uint8Array,
+): Uint8Array {
+  assertPositiveSafeInteger(index, "index");
+  return joinLine(index, OP_SET, [escapedKey, escapedValue]);
 }
 
 function joinLine(index: number, op: Uint8Array, fields: readonly Uint8Array[]): Uint8Array {

@@ -70,12 +70,17 @@ async function serveConnection(conn: Deno.Conn, handler: CommandHandler): Promis
           close = true;
           break;
         }
-        // A command with megabytes of arguments cost the handler real CPU
-        // (a 16 MiB binary value is escaped to up to 64 MiB for the WAL):
-        // let other work (pings, fences, other clients) run before the next.
+        // A command with megabytes of arguments costs the handler real CPU (a
+        // 16 MiB binary value is escaped to up to 64 MiB for the WAL), which
+        // it may spread over several turns of the event loop: the next
+        // command of this connection waits for its reply, so it still sees
+        // this one's effect (a pipelined GET after a large SET).
         let argBytes = 0;
         for (const a of r.args) argBytes += a.length;
-        if (argBytes >= largeCommandBytes) await new Promise((res) => setTimeout(res, 0));
+        if (argBytes >= largeCommandBytes) {
+          if (reply instanceof Promise) await reply.catch(() => {});
+          else await new Promise((res) => setTimeout(res, 0));
+        }
       }
       if (replies.length > 0) {
         const parts = pending

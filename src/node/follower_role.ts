@@ -34,7 +34,8 @@ import {
 } from "../codec/replication.ts";
 import type { SnapshotMeta } from "../codec/snapshot.ts";
 import { loadSnapshotFile } from "../storage/snapshot_file.ts";
-import { type DecodeResult, decodeWalLine, decodeWalLineSteps } from "../codec/wal_line.ts";
+import { decodeWalLine, decodeWalLineSteps } from "../codec/wal_line.ts";
+import { runInSteps, stepBytes } from "../steps.ts";
 import { findNode, type NodeAddress } from "../config/cluster.ts";
 import {
   electionTimeoutMsMax,
@@ -51,21 +52,6 @@ import { ReplicaState } from "./replica_state.ts";
 import { sendToSupervisor } from "./role_ipc.ts";
 import { dialPeer } from "../net/peer_auth.ts";
 import { writeAll } from "../net/write_all.ts";
-
-/** Lines from this size on are decoded in steps of this many bytes with the
- * event loop free in between: unescaping a 16 MiB binary value (64 MiB
- * escaped) takes about half a second of CPU, and several seconds on a busy
- * machine, long enough to miss the supervisor's liveness pings. */
-const largeLineBytes = 1024 * 1024;
-
-async function decodeInSteps(line: Uint8Array): Promise<DecodeResult> {
-  const steps = decodeWalLineSteps(line, { share: true }, largeLineBytes);
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-    await new Promise((resolve) => setTimeout(resolve, 0));
-  }
-}
 
 export class FollowerRole {
   readonly #self: NodeAddress;
@@ -496,9 +482,11 @@ export class FollowerRole {
     }
     const records = [];
     for (const line of m.lines) {
-      const d = line.length < largeLineBytes
+      // A line with a large value is decoded with the event loop free
+      // between steps: unescaping 64 MiB takes about half a second of CPU.
+      const d = line.length < stepBytes
         ? decodeWalLine(line, { share: true })
-        : await decodeInSteps(line);
+        : await runInSteps(decodeWalLineSteps(line, { share: true }, stepBytes));
       if (!d.ok) throw new Error(`bad WAL line from the leader: ${d.error}`);
       // The parser hands out views of the batch body, where each line is
       // followed by its "\n": widen the view by one byte rather than copy.

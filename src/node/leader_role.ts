@@ -25,7 +25,13 @@ import {
   ReplicationParser,
 } from "../codec/replication.ts";
 import { parseSnapshotHeader, type SnapshotMeta } from "../codec/snapshot.ts";
-import type { WalRecord } from "../codec/wal_line.ts";
+import {
+  encodeEscapedSetLine,
+  escapeField,
+  escapeFieldSteps,
+  type WalRecord,
+} from "../codec/wal_line.ts";
+import { runInSteps, stepBytes } from "../steps.ts";
 import type { NodeAddress } from "../config/cluster.ts";
 import {
   replicationBatchBytesMax,
@@ -179,7 +185,10 @@ export class LeaderRole {
       redisRole: "master",
       get: (key, ctx) => this.#linearizableGet(key, ctx),
       // No copies: the RESP parser's argument views are never written again.
-      set: (key, value, ctx) => this.#write([{ op: "SET", key, value }], ctx),
+      set: (key, value, ctx) =>
+        value.length < stepBytes
+          ? this.#write([{ op: "SET", key, value }], ctx)
+          : this.#writeLarge(key, value, ctx),
       del: (keys, ctx) => this.#write(keys.map((key) => ({ op: "DEL" as const, key })), ctx),
       info: () => this.#info(),
     };
@@ -215,12 +224,24 @@ export class LeaderRole {
 
   // ---- writes ---------------------------------------------------------------
 
-  #write(records: DistributiveOmit<WalRecord, "index">[], ctx: CommandContext): ReplyBytes {
-    const entries = records.map((r) => {
-      const e = this.#state.nextEntry(this.#term, r);
-      this.#state.append([e]);
-      return e;
-    });
+  #write(
+    records: DistributiveOmit<WalRecord, "index">[],
+    ctx: CommandContext,
+    encoded: readonly { record: WalRecord; line: Uint8Array }[] | null = null,
+  ): Promise<Uint8Array> {
+    const entries = encoded !== null
+      ? encoded.map(({ record, line }) => {
+        // Encoded in this very turn of the event loop, at the index it gets.
+        invariant(record.index === this.#state.log.lastIndex + 1, "Stale pre-encoded entry");
+        const e = { index: record.index, term: this.#term, record, line };
+        this.#state.append([e]);
+        return e;
+      })
+      : records.map((r) => {
+        const e = this.#state.nextEntry(this.#term, r);
+        this.#state.append([e]);
+        return e;
+      });
     ctx.lastWriteIndex = entries.at(-1)!.index;
     const deadlineMs = Date.now() + requestTimeoutMs;
     const done = entries.map((e) =>
@@ -237,6 +258,18 @@ export class LeaderRole {
       },
       (e) => encodeError(e instanceof TryAgain ? `TRYAGAIN ${e.message}` : `ERR ${e}`),
     );
+  }
+
+  /** A SET of a large value: its WAL line is escaped in steps, with the
+   * event loop free between them, before it is appended. The client port
+   * handles the connection's next command only after this one's reply, so
+   * the connection's order holds; other clients' writes may go first. */
+  async #writeLarge(key: Uint8Array, value: Uint8Array, ctx: CommandContext): Promise<Uint8Array> {
+    const escapedValue = await runInSteps(escapeFieldSteps(value, stepBytes));
+    const index = this.#state.log.lastIndex + 1;
+    const record: WalRecord = { op: "SET", index, key, value };
+    const line = encodeEscapedSetLine(index, escapeField(key), escapedValue);
+    return await this.#write([{ op: "SET", key, value }], ctx, [{ record, line }]);
   }
 
   #scheduleSync(): void {

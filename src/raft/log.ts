@@ -111,7 +111,9 @@ export class RaftLog {
   installSnapshot(snapshot: LogPosition): void {
     const { lastIndex: index, lastTerm: term } = snapshot;
     invariant(index > 0 && term > 0, `Snapshot at index ${index} with term ${term}`);
-    if (this.termAt(index) === term && index >= this.#snapshotIndex) {
+    // What we compacted is committed: an older snapshot adds nothing.
+    if (index <= this.#snapshotIndex) return;
+    if (this.termAt(index) === term) {
       this.compactTo(index);
       return;
     }

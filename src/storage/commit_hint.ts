@@ -33,15 +33,29 @@ export function commitHintPath(dataDir: string, nodeId: number): string {
   return `${dataDir.replace(/\/+$/, "") || "."}/node${nodeId}.commit`;
 }
 
-/** FNV-1a over the line: not cryptographic, only telling entries apart. */
+/** FNV-1a over the line: not cryptographic, only telling entries apart. A
+ * line longer than 64 KiB is hashed by its first and last 32 KiB and its
+ * length (its seq, op and key are at its start): hashing all of a 64 MiB line
+ * took a tenth of a second, every time the commit index landed on it. */
 export function lineHash(line: Uint8Array): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < line.length; i++) {
-    h ^= line[i]!;
-    h = Math.imul(h, 0x01000193) >>> 0;
+  const mix = (from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      h ^= line[i]!;
+      h = Math.imul(h, 0x01000193) >>> 0;
+    }
+  };
+  if (line.length <= lineHashWholeBytesMax) {
+    mix(0, line.length);
+    return h;
   }
-  return h;
+  mix(0, lineHashWholeBytesMax / 2);
+  mix(line.length - lineHashWholeBytesMax / 2, line.length);
+  h ^= line.length % 0x100000000;
+  return Math.imul(h, 0x01000193) >>> 0;
 }
+
+const lineHashWholeBytesMax = 64 * 1024;
 
 /** The hint; "missing" when there is none, "unreadable" when it does not parse. */
 export async function readCommitHint(path: string): Promise<CommitHint | "missing" | "unreadable"> {

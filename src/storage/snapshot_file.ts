@@ -10,6 +10,7 @@ import { crc32 } from "node:zlib";
 import {
   checkKeyCount,
   encodeSnapshotHeader,
+  encodeSnapshotLine,
   encodeSnapshotPairs,
   encodeSnapshotTrailer,
   parseSnapshotHeader,
@@ -21,6 +22,9 @@ import {
 } from "../codec/snapshot.ts";
 import type { SnapshotCursor } from "../kv/store.ts";
 import { syncParentDirectory } from "./wal_file.ts";
+import { escapeField, escapeFieldSteps } from "../codec/wal_line.ts";
+import { latin1ToBytes } from "../kv/latin1.ts";
+import { runInSteps, stepBytes } from "../steps.ts";
 
 export function snapshotPath(dataDir: string, nodeId: number): string {
   return `${dataDir.replace(/\/+$/, "") || "."}/node${nodeId}.snap`;
@@ -80,7 +84,15 @@ export async function writeSnapshotFile(
       pairs = cursor.next(pairsPerChunk, chunkBytesMax)
     ) {
       keys += pairs.length;
-      await put(encodeSnapshotPairs(pairs), true);
+      // A large value is escaped in steps, with the event loop free between
+      // them; the rest of the chunk in one go.
+      const small = pairs.filter(([, v]) => v.length < stepBytes);
+      await put(encodeSnapshotPairs(small), true);
+      for (const [k, v] of pairs) {
+        if (v.length < stepBytes) continue;
+        const value = await runInSteps(escapeFieldSteps(latin1ToBytes(v), stepBytes));
+        await put(encodeSnapshotLine(escapeField(latin1ToBytes(k)), value), true);
+      }
       await new Promise((r) => setTimeout(r, 0));
     }
     await put(encodeSnapshotTrailer(keys, crc), false);

@@ -370,9 +370,13 @@ export class WalFile {
       throw new Error(`Cannot truncate WAL with ${this.#pendingBytes} pending bytes; sync first`);
     }
     const sizeBeforeBytes = this.#sizeBytes + this.#pendingBytes;
-    if (!Number.isSafeInteger(offset) || offset < 0 || offset > sizeBeforeBytes) {
-      // Past the end, ftruncate would pad with zeros: refuse (a caller bug).
-      throw new RangeError(`Truncate offset ${offset} is outside the WAL (0..${sizeBeforeBytes})`);
+    const start = this.#droppedBytes;
+    if (!Number.isSafeInteger(offset) || offset < start || offset > sizeBeforeBytes) {
+      // Past the end, ftruncate would pad with zeros; below the compacted
+      // start the bytes are gone: refuse either (a caller bug).
+      throw new RangeError(
+        `Truncate offset ${offset} is outside the WAL (${start}..${sizeBeforeBytes})`,
+      );
     }
     if (this.#openFlush !== null) this.#claim(this.#openFlush);
     this.#sizeBytes = offset;
