@@ -302,3 +302,112 @@ Deno.test("commit rule: the order of match indexes does not matter, and the inpu
   assert.equal(commitIndexFor(matches, 3, log, 3, 0), 4);
   assert.deepEqual(matches, [1, 6, 4, 5]);
 });
+
+// ------------------------------------------------- decideAppend on a compacted log
+
+/** A log compacted up to (snapshotIndex, snapshotTerm) with entries after it. */
+function compactedLog(snapshotIndex: number, snapshotTerm: number, terms: number[]): RaftLog {
+  return new RaftLog(entriesAfter(snapshotIndex, terms), {
+    lastIndex: snapshotIndex,
+    lastTerm: snapshotTerm,
+  });
+}
+
+Deno.test("AppendEntries §7: a batch starting below the snapshot is accepted for the part beyond it", () => {
+  // Snapshot at 5 (term 2); the log holds 6–7. The leader re-sends from 4.
+  const log = compactedLog(5, 2, [2, 2]);
+  const batch = entriesAfter(3, [1, 2, 2, 2, 3, 3]); // entries 4–9
+  const d = decideAppend(log, 3, 1, batch);
+  assert.equal(d.kind, "accept");
+  if (d.kind !== "accept") return;
+  assert.equal(d.truncateFrom, null, "6 and 7 match; nothing to cut");
+  assert.deepEqual(d.append.map((e) => e.index), [8, 9]);
+  assert.equal(d.matchIndex, 9);
+  applyDecision(log, d);
+  assert.deepEqual(log.position, { lastIndex: 9, lastTerm: 3 });
+  assert.equal(log.snapshotIndex, 5);
+});
+
+Deno.test("AppendEntries §7: entries the snapshot covers count as matching, whatever prevLogTerm says", () => {
+  // The follower cannot check prevLogTerm at 3 any more, and need not: what
+  // its snapshot covers is committed, so it is the leader's log too.
+  const log = compactedLog(5, 2, []);
+  const d = decideAppend(log, 3, 99, entriesAfter(3, [2, 2, 2]));
+  assert.equal(d.kind, "accept");
+  if (d.kind !== "accept") return;
+  assert.equal(d.truncateFrom, null);
+  assert.deepEqual(d.append.map((e) => e.index), [6]);
+  assert.equal(d.matchIndex, 6);
+});
+
+Deno.test("AppendEntries §7: a batch the snapshot covers wholly is accepted with nothing to append", () => {
+  const log = compactedLog(5, 2, [2, 3]);
+  // Ends below the snapshot.
+  assert.deepEqual(decideAppend(log, 1, 1, entriesAfter(1, [1, 2, 2])), {
+    kind: "accept",
+    truncateFrom: null,
+    append: [],
+    matchIndex: 4,
+  });
+  // Ends exactly at the snapshot's index.
+  assert.deepEqual(decideAppend(log, 2, 1, entriesAfter(2, [2, 2, 2])), {
+    kind: "accept",
+    truncateFrom: null,
+    append: [],
+    matchIndex: 5,
+  });
+  // A heartbeat with prevLogIndex below the snapshot.
+  assert.deepEqual(decideAppend(log, 3, 2, []), {
+    kind: "accept",
+    truncateFrom: null,
+    append: [],
+    matchIndex: 3,
+  });
+  assert.deepEqual(log.position, { lastIndex: 7, lastTerm: 3 }, "deciding changes nothing");
+});
+
+Deno.test("AppendEntries §7: past the snapshot the usual §5.3 rule applies: a conflict truncates after the snapshot", () => {
+  const log = compactedLog(5, 2, [2, 2, 2]); // 6–8, term 2
+  const batch = entriesAfter(4, [2, 2, 3, 3]); // 5–8; 7 conflicts
+  const d = decideAppend(log, 4, 2, batch);
+  assert.equal(d.kind, "accept");
+  if (d.kind !== "accept") return;
+  assert.equal(d.truncateFrom, 7);
+  assert.deepEqual(d.append.map((e) => [e.index, e.term]), [[7, 3], [8, 3]]);
+  assert.equal(d.matchIndex, 8);
+  applyDecision(log, d);
+  assert.deepEqual(log.slice(1, 99).map((e) => [e.index, e.term]), [[6, 2], [7, 3], [8, 3]]);
+});
+
+Deno.test("AppendEntries §7: prevLogIndex at the snapshot's index is checked against the snapshot's term", () => {
+  const log = compactedLog(5, 2, [3]);
+  const d = decideAppend(log, 5, 2, entriesAfter(5, [3, 3]));
+  assert.equal(d.kind, "accept");
+  if (d.kind !== "accept") return;
+  assert.deepEqual(d.append.map((e) => e.index), [7]);
+  assert.equal(d.matchIndex, 7);
+});
+
+Deno.test("AppendEntries §7: a batch beyond the end of a compacted log is rejected, hinting the next index", () => {
+  const log = compactedLog(5, 2, [2]);
+  assert.deepEqual(decideAppend(log, 9, 3, entriesAfter(9, [3])), {
+    kind: "reject",
+    hintIndex: 7,
+  });
+  // A bare snapshot: the next index is right after it.
+  assert.deepEqual(decideAppend(compactedLog(5, 2, []), 8, 2, []), {
+    kind: "reject",
+    hintIndex: 6,
+  });
+});
+
+Deno.test("AppendEntries §7: a conflict hint never points into the snapshot", () => {
+  // Term 2 runs from inside the snapshot through 6–7; the leader's prevLogTerm
+  // at 7 is 3, so the follower skips back over term 2 — but only to 6.
+  const log = compactedLog(5, 2, [2, 2]);
+  assert.deepEqual(decideAppend(log, 7, 3, []), { kind: "reject", hintIndex: 6 });
+  // Retrying from the hint succeeds: prevLogIndex 5 is the snapshot.
+  const d = decideAppend(log, 5, 2, entriesAfter(5, [3, 3]));
+  applyDecision(log, d);
+  assert.deepEqual(log.slice(1, 99).map((e) => [e.index, e.term]), [[6, 3], [7, 3]]);
+});

@@ -522,3 +522,489 @@ Deno.test("parseWalAsync: yields to the event loop while parsing and agrees with
     clearInterval(timer);
   }
 });
+
+// ---- a WAL that continues a snapshot (Raft §7) -----------------------------------
+
+/** Byte offset where each line starts when `lines` are written one after another. */
+function startsOf(lines: readonly Uint8Array[]): number[] {
+  const out: number[] = [];
+  let at = 0;
+  for (const line of lines) {
+    out.push(at);
+    at += line.length;
+  }
+  return out;
+}
+
+/** TERM 1 at seq 1, then SETs up to seq `last`. */
+function walLines(last: number, from = 1): Uint8Array[] {
+  const lines: Uint8Array[] = [];
+  for (let index = from; index <= last; index++) {
+    lines.push(index === 1 ? term(1, 1) : set(index, `key${index}`, `value ${index}`));
+  }
+  return lines;
+}
+
+async function fileExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+function damageWithBase(
+  bytes: Uint8Array,
+  base: { index: number; term: number },
+): { error: string; lineNumber: number } {
+  const parsed = parseWal(bytes, base);
+  assert.ok(!parsed.ok, "expected damage");
+  return { error: parsed.error, lineNumber: parsed.lineNumber };
+}
+
+Deno.test("parseWal §7: after compaction the first line has seq > 1 and no TERM line: it takes the snapshot's term", () => {
+  const lines = [set(6, "a", "1"), del(7, "a"), term(8, 3), set(9, "b", "2")];
+  const bytes = concat(lines);
+  const parsed = parseWal(bytes, { index: 5, term: 2 });
+  assert.ok(parsed.ok);
+  assert.equal(parsed.tornTail, null);
+  assert.equal(parsed.validBytes, bytes.length);
+  assert.deepEqual(parsed.entries.map((e) => [e.index, e.term]), [[6, 2], [7, 2], [8, 3], [9, 3]]);
+  assert.deepEqual(parsed.entries.map((e) => e.offset), startsOf(lines));
+  assert.deepEqual(parsed.entries[0]!.record, {
+    op: "SET",
+    index: 6,
+    key: text("a"),
+    value: text("1"),
+  });
+});
+
+Deno.test("parseWal §7: lines at or below the snapshot index still in the file are parsed and returned", () => {
+  // A crash between writing the snapshot and compacting the WAL leaves them.
+  const lines = [term(1, 1), set(2, "a", "1"), set(3, "b", "2"), term(4, 2), set(5, "c", "3")];
+  lines.push(set(6, "d", "4"), del(7, "a"));
+  const bytes = concat(lines);
+  for (const base of [{ index: 5, term: 2 }, { index: 3, term: 1 }, { index: 7, term: 2 }]) {
+    const parsed = parseWal(bytes, base);
+    assert.ok(parsed.ok, `snapshot at ${base.index}`);
+    assert.deepEqual(
+      parsed.entries.map((e) => [e.index, e.term]),
+      [[1, 1], [2, 1], [3, 1], [4, 2], [5, 2], [6, 2], [7, 2]],
+      `snapshot at ${base.index}`,
+    );
+    assert.deepEqual(parsed.entries.map((e) => e.line), lines);
+  }
+});
+
+Deno.test("parseWal §7: a WAL left by an earlier compaction may start below the current snapshot", () => {
+  // Compacted once after 2; the snapshot has since moved on to 5.
+  const lines = [set(3, "b", "2"), set(4, "c", "3"), set(5, "d", "4"), set(6, "e", "5")];
+  const parsed = parseWal(concat(lines), { index: 5, term: 2 });
+  assert.ok(parsed.ok);
+  assert.deepEqual(parsed.entries.map((e) => e.index), [3, 4, 5, 6]);
+  assert.equal(parsed.entries.at(-1)!.term, 2, "the entry after the snapshot has its term");
+});
+
+Deno.test("parseWal §7: a gap between the snapshot and the WAL's first line is damage, with the missing range", () => {
+  const base = { index: 5, term: 2 };
+  assert.deepEqual(damageWithBase(concat([set(7, "a", "1"), set(8, "b", "2")]), base), {
+    error: "First entry has seq 7 but the snapshot ends at 5: entries 6 to 6 are missing",
+    lineNumber: 1,
+  });
+  // Even as the only (last) line: a decodable line in the wrong place is not a torn write.
+  assert.deepEqual(damageWithBase(set(9, "a", "1"), base), {
+    error: "First entry has seq 9 but the snapshot ends at 5: entries 6 to 8 are missing",
+    lineNumber: 1,
+  });
+  // Without a snapshot, a WAL must start at 1.
+  assert.deepEqual(damage(concat([set(6, "a", "1")])), {
+    error: "First entry has seq 6 but there is no snapshot: entries 1 to 5 are missing",
+    lineNumber: 1,
+  });
+});
+
+Deno.test("parseWal §7: after its first line a continued WAL still goes one seq at a time", () => {
+  const base = { index: 5, term: 2 };
+  assert.deepEqual(
+    damageWithBase(concat([set(6, "a", "1"), set(7, "b", "2"), set(9, "c", "3")]), base),
+    { error: "Seq 9 out of sequence, expected 8", lineNumber: 3 },
+  );
+  assert.deepEqual(damageWithBase(concat([set(6, "a", "1"), set(6, "a", "1")]), base), {
+    error: "Seq 6 out of sequence, expected 7",
+    lineNumber: 2,
+  });
+});
+
+Deno.test("parseWal §7: a TERM line after the snapshot with a term below the snapshot's is damage", () => {
+  assert.deepEqual(
+    damageWithBase(concat([set(6, "a", "1"), term(7, 1), set(8, "b", "2")]), { index: 5, term: 2 }),
+    { error: "Term 1 is lower than the preceding term 2", lineNumber: 2 },
+  );
+  // An equal or higher term is fine.
+  const ok = parseWal(concat([term(6, 2), term(7, 4)]), { index: 5, term: 2 });
+  assert.ok(ok.ok);
+  assert.deepEqual(ok.entries.map((e) => e.term), [2, 4]);
+});
+
+Deno.test("parseWal §7: a WAL starting at seq 1 needs its TERM line, snapshot or not", () => {
+  assert.deepEqual(damageWithBase(concat([set(1, "a", "1"), term(2, 1)]), { index: 5, term: 2 }), {
+    error: "First entry is SET, expected TERM",
+    lineNumber: 1,
+  });
+});
+
+Deno.test("parseWal §7: a continued WAL that is empty, or ends in a torn line, is read as usual", () => {
+  const base = { index: 5, term: 2 };
+  assert.deepEqual(parseWal(new Uint8Array(), base), {
+    ok: true,
+    entries: [],
+    validBytes: 0,
+    tornTail: null,
+  });
+  const good = set(6, "a", "1");
+  const parsed = parseWal(concat([good, text("7\tSET\tb\t2")]), base);
+  assert.ok(parsed.ok);
+  assert.deepEqual(parsed.entries.map((e) => [e.index, e.term]), [[6, 2]]);
+  assert.equal(parsed.validBytes, good.length);
+  assert.match(parsed.tornTail?.reason ?? "", /no newline/);
+});
+
+Deno.test("parseWalAsync §7: takes the same snapshot base and agrees with parseWal", async () => {
+  const lines: Uint8Array[] = [];
+  for (let index = 501; index <= 1500; index++) lines.push(set(index, `k${index}`, `v${index}`));
+  const bytes = concat(lines);
+  const base = { index: 500, term: 7 };
+  const viaAsync = await parseWalAsync(bytes, base, 100);
+  assert.deepEqual(viaAsync, parseWal(bytes, base));
+  assert.ok(viaAsync.ok);
+  assert.equal(viaAsync.entries.length, 1000);
+  assert.ok(viaAsync.entries.every((e) => e.term === 7));
+});
+
+Deno.test("WalFile.open §7: with the snapshot base a compacted WAL opens; without it the file is damage", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const lines = [set(6, "a", "1"), term(7, 3), set(8, "b", "2")];
+    await Deno.writeFile(path, concat(lines));
+    const { wal, entries } = await WalFile.open(path, { snapshot: { index: 5, term: 2 } });
+    try {
+      assert.deepEqual(entries.map((e) => [e.index, e.term, e.offset]), [
+        [6, 2, 0],
+        [7, 3, lines[0]!.length],
+        [8, 3, lines[0]!.length + lines[1]!.length],
+      ]);
+      assert.equal(wal.startOffset, 0);
+      assert.equal(wal.sizeBytes, concat(lines).length);
+    } finally {
+      wal.close();
+    }
+    await assert.rejects(WalFile.open(path), (error: unknown) => {
+      assert.ok(error instanceof WalDamagedError);
+      assert.equal(
+        error.message,
+        `WAL file "${path}" is damaged at line 1: First entry has seq 6 but there is no snapshot: entries 1 to 5 are missing`,
+      );
+      return true;
+    });
+  });
+});
+
+Deno.test("WalFile.compactPrefix §7: drops the bytes before an offset; appends go on after them", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const lines = walLines(10);
+    const starts = startsOf(lines);
+    const total = concat(lines).length;
+    const first = await WalFile.open(path);
+    try {
+      const { wal } = first;
+      assert.equal(wal.startOffset, 0);
+      wal.append(lines);
+      await wal.sync();
+      assert.equal(await wal.compactPrefix(starts[5]!), true); // keep seq 6 on
+      assert.equal(wal.startOffset, starts[5]);
+      assert.equal(wal.sizeBytes, total, "offsets are logical: the size does not move");
+      assert.deepEqual(await Deno.readFile(path), concat(lines.slice(5)));
+      assert.equal(await fileExists(`${path}.compact`), false, "the copy was renamed into place");
+      const more = walLines(12, 11);
+      wal.append(more);
+      assert.equal(wal.pendingBytes, concat(more).length);
+      await wal.sync();
+      assert.equal(wal.sizeBytes, total + concat(more).length);
+      assert.deepEqual(await Deno.readFile(path), concat([...lines.slice(5), ...more]));
+    } finally {
+      first.wal.close();
+    }
+    const reopened = await WalFile.open(path, { snapshot: { index: 5, term: 1 } });
+    try {
+      assert.deepEqual(reopened.entries.map((e) => e.index), [6, 7, 8, 9, 10, 11, 12]);
+      assert.ok(reopened.entries.every((e) => e.term === 1));
+      assert.equal(reopened.entries[0]!.offset, 0, "a reopened file counts from its new start");
+      assert.equal(reopened.wal.startOffset, 0);
+    } finally {
+      reopened.wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile.compactPrefix §7: appends and syncs made while it runs all land in the compacted file", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const gate = new Gate();
+    const { wal } = await WalFile.open(path, { wrapHandle: (file) => gatedHandle(file, gate) });
+    const lines = walLines(10);
+    const keepFrom = startsOf(lines)[5]!; // seq 6
+    const all = [...lines];
+    try {
+      wal.append(lines);
+      const syncs: Promise<void>[] = [wal.sync()];
+      await gate.waitUntilBlocked(); // lines 1–10 written, their fdatasync held
+      const compacting = wal.compactPrefix(keepFrom);
+      // Appended and synced before the compaction's switch-over is queued…
+      const early = walLines(20, 11);
+      all.push(...early);
+      wal.append(early);
+      syncs.push(wal.sync());
+      // …and, most likely, after it (its first copy has had time to finish).
+      await new Promise((r) => setTimeout(r, 20));
+      const late = walLines(30, 21);
+      all.push(...late);
+      wal.append(late);
+      syncs.push(wal.sync());
+      gate.open();
+      await Promise.all(syncs);
+      assert.equal(await compacting, true);
+      assert.equal(wal.startOffset, keepFrom);
+      assert.equal(wal.sizeBytes, concat(all).length);
+      assert.deepEqual(await Deno.readFile(path), concat(all.slice(5)));
+      // And appends after it too.
+      const after = walLines(31, 31);
+      all.push(...after);
+      wal.append(after);
+      await wal.sync();
+      assert.deepEqual(await Deno.readFile(path), concat(all.slice(5)));
+    } finally {
+      wal.close();
+    }
+    const reopened = await WalFile.open(path, { snapshot: { index: 5, term: 1 } });
+    try {
+      assert.deepEqual(
+        reopened.entries.map((e) => e.index),
+        Array.from({ length: 26 }, (_, i) => i + 6),
+      );
+    } finally {
+      reopened.wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile.compactPrefix §7: unsynced lines and syncs in every turn of the event loop survive it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const { wal } = await WalFile.open(path);
+    const all = walLines(100);
+    try {
+      wal.append(all);
+      await wal.sync();
+      wal.append([set(101, "pending", "before the compaction")]); // not synced yet
+      all.push(set(101, "pending", "before the compaction"));
+      const keepFrom = startsOf(all)[50]!; // seq 51
+      const compacting = wal.compactPrefix(keepFrom);
+      const syncs: Promise<void>[] = [];
+      let index = 102;
+      let done = false;
+      compacting.finally(() => (done = true));
+      for (let round = 0; round < 200 && (!done || round < 5); round++) {
+        const batch = [set(index, `k${index}`, "x".repeat(round)), set(index + 1, "b", `${round}`)];
+        index += 2;
+        all.push(...batch);
+        wal.append(batch);
+        syncs.push(wal.sync());
+        await new Promise((r) => setTimeout(r, 0));
+      }
+      await Promise.all(syncs);
+      assert.equal(await compacting, true);
+      assert.deepEqual(await Deno.readFile(path), concat(all.slice(50)));
+    } finally {
+      wal.close();
+    }
+    const reopened = await WalFile.open(path, { snapshot: { index: 50, term: 1 } });
+    try {
+      assert.equal(reopened.entries[0]!.index, 51);
+      assert.equal(reopened.entries.length, all.length - 50);
+    } finally {
+      reopened.wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile.truncate after compaction still takes logical offsets", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const lines = walLines(10);
+    const starts = startsOf(lines);
+    const { wal } = await WalFile.open(path);
+    try {
+      wal.append(lines);
+      await wal.sync();
+      assert.equal(await wal.compactPrefix(starts[5]!), true);
+      await wal.truncate(starts[8]!); // drop seq 9 on (Raft §5.3)
+      assert.equal(wal.sizeBytes, starts[8]);
+      assert.deepEqual(await Deno.readFile(path), concat(lines.slice(5, 8)));
+      const replacement = [term(9, 2), set(10, "city", "Kaunas")];
+      wal.append(replacement);
+      await wal.sync();
+      assert.equal(wal.sizeBytes, starts[8]! + concat(replacement).length);
+      assert.deepEqual(await Deno.readFile(path), concat([...lines.slice(5, 8), ...replacement]));
+      // Cutting exactly at the compacted start empties the file.
+      await wal.truncate(starts[5]!);
+      assert.equal((await Deno.stat(path)).size, 0);
+      wal.append([set(6, "again", "1")]);
+      await wal.sync();
+    } finally {
+      wal.close();
+    }
+    const reopened = await WalFile.open(path, { snapshot: { index: 5, term: 1 } });
+    try {
+      assert.deepEqual(reopened.entries.map((e) => [e.index, e.term]), [[6, 1]]);
+    } finally {
+      reopened.wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile.compactPrefix §7: a truncate at or above the offset while it runs is carried into the new file", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const lines = walLines(10);
+    const starts = startsOf(lines);
+    const { wal } = await WalFile.open(path);
+    try {
+      wal.append(lines);
+      await wal.sync();
+      const compacting = wal.compactPrefix(starts[5]!);
+      const truncating = wal.truncate(starts[7]!); // drop seq 8 on, queued before the switch-over
+      const replacement = [term(8, 2), set(9, "new", "entry")];
+      wal.append(replacement);
+      const syncing = wal.sync();
+      await Promise.all([truncating, syncing]);
+      assert.equal(await compacting, true);
+      assert.equal(wal.startOffset, starts[5]);
+      assert.deepEqual(await Deno.readFile(path), concat([...lines.slice(5, 7), ...replacement]));
+    } finally {
+      wal.close();
+    }
+    const reopened = await WalFile.open(path, { snapshot: { index: 5, term: 1 } });
+    try {
+      assert.deepEqual(reopened.entries.map((e) => [e.index, e.term]), [[6, 1], [7, 1], [8, 2], [
+        9,
+        2,
+      ]]);
+    } finally {
+      reopened.wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile.compactPrefix: a truncate below the offset while it runs makes it give up, leaving the WAL intact and usable", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const lines = walLines(10);
+    const starts = startsOf(lines);
+    const { wal } = await WalFile.open(path);
+    try {
+      wal.append(lines);
+      await wal.sync();
+      const compacting = wal.compactPrefix(starts[5]!);
+      await wal.truncate(starts[3]!); // a caller bug: it cut below what it compacts
+      assert.equal(await compacting, false);
+      assert.equal(wal.startOffset, 0);
+      assert.equal(await fileExists(`${path}.compact`), false, "the copy is removed");
+      assert.deepEqual(await Deno.readFile(path), concat(lines.slice(0, 3)));
+      wal.append([set(4, "still", "usable")]);
+      await wal.sync();
+      assert.equal(await wal.compactPrefix(starts[2]!), true);
+      assert.deepEqual(await Deno.readFile(path), concat([lines[2]!, set(4, "still", "usable")]));
+    } finally {
+      wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile.compactPrefix: at or below the current start is a no-op; two at once are refused", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const lines = walLines(10);
+    const starts = startsOf(lines);
+    const { wal } = await WalFile.open(path);
+    try {
+      wal.append(lines);
+      await wal.sync();
+      assert.equal(await wal.compactPrefix(0), true);
+      assert.deepEqual(await Deno.readFile(path), concat(lines), "nothing to drop");
+      const first = wal.compactPrefix(starts[3]!);
+      await assert.rejects(wal.compactPrefix(starts[5]!), /already running/);
+      assert.equal(await first, true);
+      assert.equal(await wal.compactPrefix(starts[2]!), true, "already dropped");
+      assert.equal(wal.startOffset, starts[3]);
+      // A second compaction goes on from the first, in the same logical offsets.
+      assert.equal(await wal.compactPrefix(starts[7]!), true);
+      assert.equal(wal.startOffset, starts[7]);
+      assert.deepEqual(await Deno.readFile(path), concat(lines.slice(7)));
+      wal.append([set(11, "k", "v")]);
+      await wal.sync();
+      assert.deepEqual(await Deno.readFile(path), concat([...lines.slice(7), set(11, "k", "v")]));
+    } finally {
+      wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile.compactPrefix replaces a .compact file left by an unfinished compaction", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const lines = walLines(6);
+    const starts = startsOf(lines);
+    await Deno.writeTextFile(`${path}.compact`, "4\tSET\tleft\tover\n");
+    const { wal } = await WalFile.open(path);
+    try {
+      wal.append(lines);
+      await wal.sync();
+      assert.equal(await wal.compactPrefix(starts[3]!), true);
+      assert.deepEqual(await Deno.readFile(path), concat(lines.slice(3)));
+      assert.equal(await fileExists(`${path}.compact`), false);
+    } finally {
+      wal.close();
+    }
+  });
+});
+
+Deno.test("WalFile.truncate below the compacted start is refused as a caller bug; the WAL stays usable", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/node1.log`;
+    const lines = walLines(10);
+    const starts = startsOf(lines);
+    const { wal } = await WalFile.open(path);
+    try {
+      wal.append(lines);
+      await wal.sync();
+      assert.equal(await wal.compactPrefix(starts[5]!), true);
+      // Those bytes are gone: there is nothing left to cut there.
+      const refused = await wal.truncate(starts[2]!).then(() => null, (e: unknown) => e);
+      assert.deepEqual(
+        await Deno.readFile(path),
+        concat(lines.slice(5)),
+        "entries 6–10, after the snapshot, are still on disk",
+      );
+      assert.ok(refused instanceof RangeError, `refused with a RangeError, got ${refused}`);
+      assert.equal(wal.sizeBytes, concat(lines).length, "a refused cut changes nothing");
+      wal.append([set(11, "k", "v")]);
+      await wal.sync();
+      assert.deepEqual(await Deno.readFile(path), concat([...lines.slice(5), set(11, "k", "v")]));
+    } finally {
+      wal.close();
+    }
+  });
+});
