@@ -186,6 +186,8 @@ export class FollowerRole {
       `master_link_status:${this.#conn ? "up" : "down"}`,
       `commit_index:${this.#state.commitIndex}`,
       `last_index:${this.#state.log.lastIndex}`,
+      `snapshot_receiving:${this.#incoming === null ? 0 : this.#incoming.received}`,
+      ...this.#state.infoLines(),
       ...this.#contact.infoLines(performance.now()),
     ];
   }

@@ -217,9 +217,11 @@ export class LeaderRole {
       `connected_slaves:${this.#links.size}`,
     ];
     for (const l of this.#links.values()) {
-      lines.push(`slave_node${l.nodeId}:match_index=${l.matchIndex}`);
+      const s = l.snapshot;
+      const sending = s === null ? "" : `,snapshot_sent=${s.sentBytes},snapshot_bytes=${s.total}`;
+      lines.push(`slave_node${l.nodeId}:match_index=${l.matchIndex}${sending}`);
     }
-    return lines;
+    return [...lines, ...this.#state.infoLines()];
   }
 
   // ---- writes ---------------------------------------------------------------

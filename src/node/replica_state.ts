@@ -225,6 +225,17 @@ export class ReplicaState {
     return state;
   }
 
+  /** INFO lines about the snapshot and the WAL. */
+  infoLines(): string[] {
+    return [
+      `snapshot_index:${this.#snapshot.index}`,
+      `snapshot_bytes:${this.#snapshotFileBytes}`,
+      `snapshot_in_progress:${this.#snapshotBusy === null ? 0 : 1}`,
+      `wal_bytes:${this.walBytes}`,
+      `log_first_index:${this.log.snapshotIndex + 1}`,
+    ];
+  }
+
   /** Logs from now on as `log` (the role's prefix changes on promotion). */
   useLog(log: Log): void {
     this.#log = log;
