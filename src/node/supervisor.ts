@@ -11,6 +11,15 @@
 // term or casts a vote, the role process is fenced at that term, so it can no
 // longer acknowledge entries of an older term. To know in advance whether an
 // event will do that, the supervisor steps a clone of the core first.
+//
+// A term or vote is durable before anything depends on it (Raft §5.2): each
+// event is stepped on a copy of the core, the copy's term and vote are
+// written to the term/vote file, and only then does the copy become the core
+// and its sends and role changes happen. If the file cannot be written (disk
+// full, I/O error) the event is dropped as if it never arrived: no vote is
+// granted, no RequestVote sent, no term adopted, and the node stays up. The
+// next heartbeat, vote request or timeout brings the same step again, so it
+// is retried by itself and goes through once the disk takes writes again.
 
 import {
   electionTimeoutMsMax,
@@ -25,10 +34,65 @@ import { Prng } from "../raft/prng.ts";
 import { invariant, type LogPosition } from "../raft/types.ts";
 import type { NodeOptions } from "../cli/role_args.ts";
 import { PeerTransport } from "../net/peer_transport.ts";
-import { readTermFile, termFilePath, writeTermFile } from "../storage/term_file.ts";
+import {
+  readTermFile,
+  termFilePath,
+  TermFileWriteError,
+  type TermState,
+  writeTermFile,
+} from "../storage/term_file.ts";
 import { walPath } from "./replica_state.ts";
 import { snapshotPath } from "../storage/snapshot_file.ts";
 import { readWalPosition, RoleManager } from "./role_manager.ts";
+
+/** While the term/vote file keeps failing, repeat the ERROR at most this
+ * often: the step behind it comes back with every heartbeat (100 ms). */
+const termFileErrorRepeatMs = 5000;
+
+/** Writes the term/vote file (a test seam: the default is writeTermFile). */
+export type TermStateWriter = (path: string, state: TermState) => Promise<void>;
+
+/**
+ * Steps a copy of `core` with `step`. If the step changed the term or vote,
+ * the copy's term and vote are written to `termFile` first; only then is the
+ * copy returned as the new core, with the effects to carry out (Raft §5.2:
+ * nothing that depends on them may happen before they are durable). Returns
+ * null when they could not be written: then the step must be treated as if
+ * it never happened, and `core` is exactly as it was. (If the rename went
+ * through and only the directory fsync failed, the file may hold that term
+ * and vote anyway: nobody was told of them, and a later write replaces them.)
+ * `fencedTerm` is the term the role process is fenced at, which must cover
+ * the new term.
+ */
+export async function stepDurably(
+  core: ElectionCore,
+  step: (copy: ElectionCore) => ElectionEffect[],
+  termFile: DurableTermFile,
+  fencedTerm: number,
+  cause: string,
+): Promise<{ readonly core: ElectionCore; readonly effects: ElectionEffect[] } | null> {
+  const next = core.clone();
+  const effects = step(next);
+  const persist = effects.findLast((e) => e.kind === "persist");
+  if (persist === undefined) return { core: next, effects };
+  invariant(
+    persist.term === next.currentTerm && persist.votedFor === next.votedFor,
+    `The last persist (term ${persist.term}, votedFor ${persist.votedFor}) is not the ` +
+      `core's state (term ${next.currentTerm}, votedFor ${next.votedFor})`,
+  );
+  invariant(
+    fencedTerm >= next.currentTerm,
+    `Persisting term ${next.currentTerm} before fencing the role (fenced at ${fencedTerm})`,
+  );
+  // One write of the final state covers every persist of the event: each
+  // replaces the whole file, and they all come before its other effects.
+  const written = await termFile.write(
+    { currentTerm: next.currentTerm, votedFor: next.votedFor },
+    cause,
+    core.currentTerm,
+  );
+  return written ? { core: next, effects } : null;
+}
 
 type SupervisorEvent =
   | { readonly kind: "tick" }
@@ -39,7 +103,9 @@ type SupervisorEvent =
 export class Supervisor {
   readonly #opts: NodeOptions;
   readonly #log: Log;
-  readonly #core: ElectionCore;
+  /** Replaced by a stepped copy once that copy's term and vote are durable;
+   * never stepped in place, so a failed write leaves it as it was. */
+  #core: ElectionCore;
   readonly #roles: RoleManager;
   readonly #termPath: string;
   #transport: PeerTransport | null = null;
@@ -49,6 +115,7 @@ export class Supervisor {
   #position: LogPosition;
   #stopped = false;
   #fatal: string | null = null;
+  readonly #termFile: DurableTermFile;
 
   constructor(opts: NodeOptions, core: ElectionCore, position: LogPosition, log: Log) {
     this.#opts = opts;
@@ -56,6 +123,7 @@ export class Supervisor {
     this.#core = core;
     this.#position = position;
     this.#termPath = termFilePath(opts.dataDir, opts.self.id);
+    this.#termFile = new DurableTermFile(this.#termPath, log);
     const baseArgs = [
       String(opts.self.id),
       "--data-dir",
@@ -123,8 +191,8 @@ export class Supervisor {
         try {
           await this.#handle(ev);
         } catch (e) {
-          // Most likely the term/vote file could not be written (disk full,
-          // permissions). Going on without it could vote twice in a term.
+          // Not the term/vote file (#handle drops an event it cannot make
+          // durable): a broken invariant, a bug. Stop rather than guess.
           this.#fatal = `cannot continue safely: ${(e as Error).message}`;
         }
       }
@@ -196,22 +264,26 @@ export class Supervisor {
         return;
       }
     }
-    const effects = this.#apply(this.#core, ev, this.#position);
-    for (const effect of effects) await this.#carryOut(effect);
+    // The step becomes real only once its term and vote are on disk; if they
+    // cannot be written it is dropped, and the next heartbeat, vote request
+    // or timeout brings it back. The fence above may stay at the higher term:
+    // that only keeps the role from acknowledging more, never less.
+    const stepped = await stepDurably(
+      this.#core,
+      (copy) => this.#apply(copy, ev, this.#position),
+      this.#termFile,
+      this.#roles.fencedTerm,
+      describeEvent(ev),
+    );
+    if (stepped === null) return;
+    this.#core = stepped.core;
+    for (const effect of stepped.effects) this.#carryOut(effect);
   }
 
-  async #carryOut(effect: ElectionEffect): Promise<void> {
+  #carryOut(effect: ElectionEffect): void {
     switch (effect.kind) {
       case "persist":
-        invariant(
-          this.#roles.fencedTerm >= effect.term,
-          `Persisting term ${effect.term} before fencing the role (fenced at ${this.#roles.fencedTerm})`,
-        );
-        // Raft §5.2: durable before any message that depends on it is sent.
-        await writeTermFile(this.#termPath, {
-          currentTerm: effect.term,
-          votedFor: effect.votedFor,
-        });
+        // Already durable: #handle wrote it before carrying out any effect.
         break;
       case "send":
         this.#transport?.send(effect.to, effect.message);
@@ -237,15 +309,103 @@ export class Supervisor {
   }
 }
 
+/** What an event is, for a log line: "RequestVote from node 3 (term 7)". */
+function describeEvent(ev: SupervisorEvent): string {
+  switch (ev.kind) {
+    case "tick":
+      return "timer tick";
+    case "leaderRoleLost":
+      return "loss of our leader role process";
+    case "higherTerm":
+      return `term ${ev.term} seen by our role process`;
+    case "message": {
+      const m = ev.message;
+      const preVote = (m.kind === "RequestVote" || m.kind === "RequestVoteResponse") && m.preVote;
+      return `${preVote ? "pre-vote " : ""}${m.kind} from node ${m.from} (term ${m.term})`;
+    }
+  }
+}
+
+/**
+ * The supervisor's writes of its term/vote file, and what it says when they
+ * fail: an operating error (the disk is full, say), so the node goes on
+ * without the change and tries again with the next event that needs it. The
+ * first failure is an ERROR; while it goes on, one ERROR every
+ * `termFileErrorRepeatMs` with the count; the first success after, an INFO.
+ */
+export class DurableTermFile {
+  readonly #path: string;
+  readonly #log: Log;
+  readonly #write: TermStateWriter;
+  readonly #nowMs: () => number;
+  #failures = 0;
+  #failingSinceMs = 0;
+  #loggedAtMs = 0;
+
+  constructor(
+    path: string,
+    log: Log,
+    write: TermStateWriter = writeTermFile,
+    nowMs: () => number = Date.now,
+  ) {
+    this.#path = path;
+    this.#log = log;
+    this.#write = write;
+    this.#nowMs = nowMs;
+  }
+
+  /** Failed writes since the last one that went through. */
+  get failures(): number {
+    return this.#failures;
+  }
+
+  /** Writes `state`; false (logged) if it could not be made durable, in
+   * which case the caller must not act on it. */
+  async write(state: TermState, cause: string, termNow: number): Promise<boolean> {
+    try {
+      await this.#write(this.#path, state);
+    } catch (e) {
+      const nowMs = this.#nowMs();
+      this.#failures++;
+      if (this.#failures === 1) this.#failingSinceMs = nowMs;
+      if (this.#failures === 1 || nowMs - this.#loggedAtMs >= termFileErrorRepeatMs) {
+        this.#loggedAtMs = nowMs;
+        const why = e instanceof TermFileWriteError
+          ? e.message
+          : `Cannot write term/vote file ${this.#path}: ${(e as Error).message}`;
+        const vote = state.votedFor === null ? "no vote" : `vote for node ${state.votedFor}`;
+        const streak = this.#failures === 1
+          ? ""
+          : `; ${this.#failures} failed writes in ${nowMs - this.#failingSinceMs} ms`;
+        this.#log.error(
+          `ignoring a ${cause}: ${why}; staying in term ${termNow} (no vote, campaign or term ` +
+            `change) until term ${state.currentTerm} with ${vote} can be made durable${streak}`,
+        );
+      }
+      return false;
+    }
+    if (this.#failures > 0) {
+      this.#log.info(
+        `wrote ${this.#path} (term ${state.currentTerm}) after ${this.#failures} failed writes ` +
+          `over ${this.#nowMs() - this.#failingSinceMs} ms`,
+      );
+      this.#failures = 0;
+    }
+    return true;
+  }
+}
+
 export async function runMain(opts: NodeOptions): Promise<number> {
   setupLogging(opts.logLevel);
   const log = logger(`node ${opts.self.id}`);
+  const probe = `${opts.dataDir}/.kvstore-write-test-${opts.self.id}`;
   try {
     await Deno.mkdir(opts.dataDir, { recursive: true });
-    const probe = `${opts.dataDir}/.kvstore-write-test-${opts.self.id}`;
     await Deno.writeTextFile(probe, "ok");
     await Deno.remove(probe);
   } catch (e) {
+    // On a full disk the probe is created and then cannot be written.
+    await Deno.remove(probe).catch(() => {});
     log.error(`data directory ${opts.dataDir} is not writable: ${(e as Error).message}`);
     return 3;
   }

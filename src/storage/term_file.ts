@@ -1,7 +1,8 @@
 // The durable half of the election state, `nodeN.state`: the current term
 // and the vote cast in it (Raft Figure 2's "persistent state"). Written
 // atomically: temp file, fsync, rename, fsync the directory, so a crash
-// leaves either the old or the new state, never a torn one.
+// leaves either the old or the new state, never a torn one. The supervisor
+// is the only writer; it reads the file once, at start.
 
 import { dirname } from "node:path";
 
@@ -43,22 +44,60 @@ export async function readTermFile(path: string): Promise<ReadTermResult> {
   }
 }
 
+/**
+ * Replaces the term/vote file with `state`: write a temporary file, fsync,
+ * rename it over the old one, fsync the directory. Throws if any step fails
+ * (disk full, permissions, I/O error), naming the file and the step; the old
+ * file is then still in place unless the rename itself went through, and the
+ * caller must not act on `state` (Raft §5.2). A temporary file we created is
+ * removed on failure: on a full disk it holds blocks the next try needs.
+ */
 export async function writeTermFile(path: string, state: TermState): Promise<void> {
   const tmp = `${path}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  let step = `create ${tmp}`;
+  let created = false;
+  let renamed = false;
   try {
-    const bytes = new TextEncoder().encode(JSON.stringify(state) + "\n");
-    let at = 0;
-    while (at < bytes.length) at += await file.write(bytes.subarray(at));
-    await file.sync();
-  } finally {
-    file.close();
+    const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+    created = true;
+    try {
+      step = `write ${tmp}`;
+      const bytes = new TextEncoder().encode(JSON.stringify(state) + "\n");
+      let at = 0;
+      while (at < bytes.length) at += await file.write(bytes.subarray(at));
+      step = `fsync ${tmp}`;
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    step = `rename ${tmp} to ${path}`;
+    await Deno.rename(tmp, path);
+    renamed = true;
+    const dirPath = dirname(path) || ".";
+    step = `fsync directory ${dirPath}`;
+    const dir = await Deno.open(dirPath, { read: true });
+    try {
+      await dir.sync();
+    } finally {
+      dir.close();
+    }
+  } catch (e) {
+    if (created && !renamed) await Deno.remove(tmp).catch(() => {});
+    throw new TermFileWriteError(path, step, e);
   }
-  await Deno.rename(tmp, path);
-  const dir = await Deno.open(dirname(path) || ".", { read: true });
-  try {
-    await dir.sync();
-  } finally {
-    dir.close();
+}
+
+/** The term/vote file could not be replaced; `step` says where it failed. */
+export class TermFileWriteError extends Error {
+  readonly path: string;
+  constructor(path: string, step: string, cause: unknown) {
+    super(
+      `Cannot write term/vote file ${path} (${step} failed): ${
+        cause instanceof Error ? cause.message : String(cause)
+      }`,
+      { cause },
+    );
+    this.name = "TermFileWriteError";
+    this.path = path;
   }
 }

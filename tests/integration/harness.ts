@@ -10,6 +10,10 @@
 // Proxied mode (`startCluster(4, { proxied: true })`) routes every
 // node-to-node link (control and replication ports) through a proxy per
 // directed pair, so fault tests can cut or delay links via `cluster.links`.
+//
+// By default every node keeps its files in the cluster's temporary directory;
+// `dataDirOf` gives each node its own (a disk of its own, say), and
+// `cluster.dataDir(id)` tells tests and helpers where a node's files are.
 
 import { fileURLToPath } from "node:url";
 import { replyText, requestOnce } from "../../src/client/client.ts";
@@ -81,6 +85,8 @@ export class TestCluster {
   readonly links: LinkFaults | null;
   /** Proxied mode: node id → its own cluster file (peers at proxy ports). */
   readonly #nodeFiles: ReadonlyMap<number, string>;
+  /** Node id → its data directory; null: all share `dir`. */
+  readonly #dataDirOf: ((id: number) => string) | null;
   readonly #running = new Map<number, Running>();
   readonly #output = new Map<number, string[]>();
   #failed = true;
@@ -90,12 +96,19 @@ export class TestCluster {
     nodes: TestNode[],
     clusterFile: string,
     proxied: { links: LinkFaults; nodeFiles: ReadonlyMap<number, string> } | null = null,
+    dataDirOf: ((id: number) => string) | null = null,
   ) {
     this.dir = dir;
     this.nodes = nodes;
     this.clusterFile = clusterFile;
     this.links = proxied?.links ?? null;
     this.#nodeFiles = proxied?.nodeFiles ?? new Map();
+    this.#dataDirOf = dataDirOf;
+  }
+
+  /** Where node `id` keeps its WAL, state and commit files. */
+  dataDir(id: number): string {
+    return this.#dataDirOf?.(id) ?? this.dir;
   }
 
   node(id: number): TestNode {
@@ -117,7 +130,7 @@ export class TestCluster {
         "--cluster",
         this.#nodeFiles.get(id) ?? this.clusterFile,
         "--data-dir",
-        this.dir,
+        this.dataDir(id),
         "--log-level",
         "info",
         ...extraArgs,
@@ -346,10 +359,12 @@ export async function waitUntil(
 
 /** Writes a cluster file for `count` nodes on free loopback ports and starts them all.
  * `proxied`: every node also gets `cluster-N.json`, where each peer's control and
- * replication ports are proxies for the directed pair (N → peer), run by `cluster.links`. */
+ * replication ports are proxies for the directed pair (N → peer), run by `cluster.links`.
+ * `dataDirOf`: node id → its own data directory (the caller creates and removes
+ * it); without it every node uses the cluster's temporary directory. */
 export async function startCluster(
   count = 4,
-  opts: { start?: boolean; proxied?: boolean } = {},
+  opts: { start?: boolean; proxied?: boolean; dataDirOf?: (id: number) => string } = {},
 ): Promise<TestCluster> {
   const dir = await Deno.makeTempDir({ prefix: "kvstore-test-" });
   // Hold the nodes' ports while proxies bind port 0, so the kernel cannot
@@ -374,7 +389,7 @@ export async function startCluster(
   }
   const clusterFile = `${dir}/cluster.json`;
   await Deno.writeTextFile(clusterFile, clusterJson(nodes));
-  const cluster = new TestCluster(dir, nodes, clusterFile, proxied);
+  const cluster = new TestCluster(dir, nodes, clusterFile, proxied, opts.dataDirOf ?? null);
   if (opts.start !== false) { for (const n of nodes) cluster.start(n.id); }
   return cluster;
 }
@@ -448,10 +463,10 @@ export function runCli(args: readonly string[], timeoutMs = 20_000): Promise<Pro
   return runProcess(Deno.execPath(), ["run", "-A", mainTs, "client", ...args], timeoutMs);
 }
 
-/** Node `id`'s WAL file (`nodeN.log` in the data directory), "" if it is missing. */
+/** Node `id`'s WAL file (`nodeN.log` in its data directory), "" if it is missing. */
 export async function readWal(cluster: TestCluster, id: number): Promise<string> {
   try {
-    return await Deno.readTextFile(`${cluster.dir}/node${id}.log`);
+    return await Deno.readTextFile(`${cluster.dataDir(id)}/node${id}.log`);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return "";
     throw e;
