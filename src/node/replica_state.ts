@@ -319,6 +319,8 @@ export class ReplicaState {
         // The snapshot is durable: the WAL lines up to it can go.
         const compacted = await this.wal.compactPrefix(walOffset);
         if (!compacted) {
+          // Another snapshot now would not help the WAL: wait as after a failure.
+          this.#snapshotRetryAtMs = performance.now() + snapshotRetryMs;
           this.#log.warn(
             `snapshot at ${index} written, but the WAL could not be compacted (disk full?); ` +
               `it keeps the old lines, which a restart ignores`,
