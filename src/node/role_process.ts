@@ -19,12 +19,15 @@ import { LeaderContact } from "./leader_contact.ts";
 import { LeaderRole } from "./leader_role.ts";
 import { ReplicaState, walPath } from "./replica_state.ts";
 import { commitHintPath } from "../storage/commit_hint.ts";
-import { snapshotPath } from "../storage/snapshot_file.ts";
+import { SnapshotDamagedError, snapshotPath } from "../storage/snapshot_file.ts";
+import { WalDamagedError } from "../storage/wal_file.ts";
 import { sendToSupervisor, type ToRole, watchSupervisor } from "./role_ipc.ts";
 import { acceptLoop } from "../net/accept_loop.ts";
 import { exitWalDamaged } from "./role_manager.ts";
 
 const exitCannotListen = 4;
+/** Loading failed for a reason a retry may cure (not damage). */
+const exitLoadFailed = 70;
 
 /** How often the commit index is recorded for the next start: often enough
  * that a restart rarely waits for a leader, rarely enough to cost nothing. */
@@ -92,8 +95,14 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
       },
     );
   } catch (e) {
-    log.error(`cannot load the node's data: ${(e as Error).message}`);
-    return exitWalDamaged;
+    // Damaged files need an operator; anything else (a full disk while the
+    // torn tail is cut, too many open files, an I/O error) may pass, so the
+    // supervisor restarts us with backoff.
+    const damaged = e instanceof WalDamagedError || e instanceof SnapshotDamagedError;
+    log.error(
+      `cannot load the node's data${damaged ? "" : " (will retry)"}: ${(e as Error).message}`,
+    );
+    return damaged ? exitWalDamaged : exitLoadFailed;
   }
   // Snapshots bound the WAL and the in-memory log; each node takes its own.
   setInterval(() => state.maybeSnapshot(performance.now()), snapshotCheckIntervalMs);
