@@ -39,6 +39,13 @@ export const fenceTimeoutMsWhileStarting = 15_000;
  * of binary data (escaped to a 64 MiB WAL line). */
 export const rolePingIntervalMs = 250;
 export const roleUnresponsiveMs = 3000;
+/** The fence wait (see fenceTimeoutMs) for a ready follower role. Killing
+ * one that is merely slow (a major GC after loading a large log, on a machine
+ * short of CPU) buys nothing: a follower fenced late has acknowledged nothing
+ * of the new term, and the vote simply waits. But it costs a full reload,
+ * during which the node cannot vote quickly either. So a follower gets as
+ * long as a ping. */
+export const fenceTimeoutMsFollower = roleUnresponsiveMs;
 
 /** Role process restarts after a crash: first delay, cap, and the count in
  * `crashLoopWindowMs` that we report as a crash loop. */

@@ -16,6 +16,7 @@ import {
   crashLoopCount,
   crashLoopWindowMs,
   fenceTimeoutMs,
+  fenceTimeoutMsFollower,
   fenceTimeoutMsWhileStarting,
   restartBackoffMsMax,
   restartBackoffMsMin,
@@ -243,7 +244,11 @@ export class RoleManager {
       return this.#lastPosition;
     }
     const id = ++this.#fenceSeq;
-    const timeoutMs = child.ready ? fenceTimeoutMs : fenceTimeoutMsWhileStarting;
+    const timeoutMs = !child.ready
+      ? fenceTimeoutMsWhileStarting
+      : child.kind === "follower"
+      ? fenceTimeoutMsFollower
+      : fenceTimeoutMs;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const reply = new Promise<Extract<FromRole, { kind: "fenced" }> | null>((resolve) => {
       this.#fenceWaiters.set(id, resolve);

@@ -173,3 +173,32 @@ Deno.test("supervisor: a role process that keeps dying is restarted with backoff
   await waitForValue(cluster, f.readPort, "after", "loop", 15000);
   cluster.pass();
 });
+
+Deno.test("supervisor: a follower role that stalls briefly during an election is fenced late, not killed", async () => {
+  // Regression: a ready follower role got 1 s to confirm a fence. One whose
+  // event loop stalled longer (a major GC after loading a large log on a busy
+  // machine) was killed and had to load everything again.
+  await using cluster = await startCluster(4);
+  const leader = await cluster.waitForCluster();
+  const f = cluster.nodes.find((n) => n.id !== leader)!;
+  const role = cluster.rolePid(f.id)!;
+  killPid(role, "SIGSTOP");
+  try {
+    // Losing the leader starts an election; every vote request to f's node
+    // fences its role, which cannot answer until it runs again.
+    await cluster.stop(leader, "SIGKILL");
+    await new Promise((r) => setTimeout(r, 2000));
+  } finally {
+    killPid(role, "SIGCONT");
+  }
+  const next = await cluster.waitForLeader();
+  assert.notEqual(next, leader);
+  assert.equal(
+    text(await cluster.call(cluster.node(next).clientPort, ["SET", "after", "stall"], 5000)),
+    "OK",
+  );
+  await waitForValue(cluster, f.readPort, "after", "stall");
+  assert.equal(cluster.rolePid(f.id), role, "the same follower role process");
+  assert.doesNotMatch(cluster.log(f.id), /did not confirm the fence/);
+  cluster.pass();
+});
