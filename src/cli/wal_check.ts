@@ -290,7 +290,15 @@ export function describeWal(
   if (entries.length > 0) {
     const first = entries[0]!;
     const last = entries.at(-1)!;
-    lines.push(`  seq ${first.index}–${last.index}`);
+    // One gap is possible: from lines a snapshot covers to the entry after it.
+    const gapAt = entries.findIndex((e, i) => i > 0 && e.index !== entries[i - 1]!.index + 1);
+    lines.push(
+      gapAt < 0
+        ? `  seq ${first.index}–${last.index}`
+        : `  seq ${seqRange(first.index, entries[gapAt - 1]!.index)}, then ${
+          seqRange(entries[gapAt]!.index, last.index)
+        }`,
+    );
     const terms: string[] = [];
     for (const e of entries) {
       if (e.record.op === "TERM") terms.push(`${e.record.term} from seq ${e.index}`);
@@ -336,12 +344,18 @@ function snapshotFit(
 ): string {
   const first = entries[0];
   const last = entries.at(-1);
+  const covered = entries.filter((e) => e.index <= meta.index);
   const how = first === undefined || last === undefined
     ? "the WAL holds nothing after it yet"
     : first.index === meta.index + 1
     ? "the WAL starts right after it"
     : last.index < meta.index
     ? "the snapshot holds every entry of the WAL, and more"
+    : covered.at(-1)!.index < meta.index
+    // A snapshot installed beyond the log, its compaction not done yet.
+    ? `the WAL still holds seq ${
+      seqRange(first.index, covered.at(-1)!.index)
+    }, which the snapshot covers, then goes on right after it`
     : `the WAL still holds index ${meta.index}, the very entry the snapshot ends with ` +
       `(seq ${seqRange(first.index, meta.index)} are in both)`;
   return `  continues snapshot ${snapName} at index ${meta.index} (term ${meta.term}, ` +

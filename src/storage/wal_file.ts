@@ -137,8 +137,16 @@ function* walParser(
     // Sequence and term order: these are decodable lines in the wrong place,
     // which a torn write cannot produce, so they are damage even on the last line.
     // The first line may come after compacted ones (any seq, but no gap
-    // after the snapshot); later ones follow it one by one.
-    const expectedIndex = entries.length === 0 ? record.index : entries[0]!.index + entries.length;
+    // after the snapshot); later ones follow it one by one. One jump is
+    // allowed: from lines the snapshot covers straight to the entry after
+    // it. A follower that installs a leader's snapshot beyond its own log,
+    // or a leader whose snapshot holds entries its own WAL had not synced
+    // yet, appends that entry next; until the compaction removes the old
+    // lines (a crash or a full disk can delay it), they sit before it.
+    const prev = entries.at(-1)?.index;
+    const jumpsPastSnapshot = prev !== undefined && prev < snapshot.index &&
+      record.index === snapshot.index + 1;
+    const expectedIndex = prev === undefined || jumpsPastSnapshot ? record.index : prev + 1;
     if (entries.length === 0 && record.index > snapshot.index + 1) {
       return {
         ok: false,

@@ -130,6 +130,10 @@ const snapMeta: SnapshotMeta = { index: 41, term: 3, lineHash: lineHash(utf8.enc
 const snapPairs: KvPair[] = [["a", "1"], ["b", "2"], ["c", "3"]];
 const tail = "42\tSET\td\t4\n43\tDEL\ta\n44\tTERM\t5\n45\tSET\te\t5\n";
 
+/** `wal check node1.log` with node1.snap (snapMeta, snapPairs) beside it. */
+const besideSnapshot = (wal: Uint8Array) =>
+  describeWal("node1.log", wal, { name: "node1.snap", bytes: snapshot(snapMeta, snapPairs) });
+
 Deno.test("wal check: an intact snapshot gives its version, index, term, keys and checksum, exit 0", () => {
   const bytes = snapshot(snapMeta, snapPairs);
   assert.ok(isSnapshotBytes(bytes));
@@ -244,10 +248,7 @@ Deno.test("wal check: an empty WAL after a compaction of everything fits its sna
 
 Deno.test("wal check: a WAL still holding the snapshot's last entry fits when it is the very entry", () => {
   const wal = utf8.encode(`40\tSET\tb\t2\n${entry41}${tail}`);
-  const r = describeWal("node1.log", wal, {
-    name: "node1.snap",
-    bytes: snapshot(snapMeta, snapPairs),
-  });
+  const r = besideSnapshot(wal);
   assert.equal(r.exitCode, 0, r.lines.join("\n"));
   assert.match(
     r.lines[1]!,
@@ -257,12 +258,22 @@ Deno.test("wal check: a WAL still holding the snapshot's last entry fits when it
   assert.match(r.lines.at(-1)!, /^ {2}2 SETs, 1 DEL after the snapshot's 3 keys; 4 keys /);
 });
 
+Deno.test("wal check: lines the snapshot covers, then the entry right after it, fit (a snapshot installed beyond the log)", () => {
+  const wal = utf8.encode(`38\tSET\ta\t0\n39\tSET\tb\t0\n${tail}`);
+  const r = besideSnapshot(wal);
+  assert.equal(r.exitCode, 0, r.lines.join("\n"));
+  assert.match(
+    r.lines[1]!,
+    /they fit, the WAL still holds seq 38–39, which the snapshot covers, then goes on right after it$/,
+  );
+  assert.equal(r.lines[2], "  seq 38–39, then 42–45");
+  // Only 42–45 are applied on top of the snapshot.
+  assert.match(r.lines.at(-1)!, /^ {2}2 SETs, 1 DEL after the snapshot's 3 keys; 4 keys /);
+});
+
 Deno.test("wal check: a WAL whose entry at the snapshot's index differs does not fit, exit 3", () => {
   const wal = utf8.encode(`40\tSET\tb\t2\n41\tSET\tc\tOTHER\n${tail}`);
-  const r = describeWal("node1.log", wal, {
-    name: "node1.snap",
-    bytes: snapshot(snapMeta, snapPairs),
-  });
+  const r = besideSnapshot(wal);
   assert.equal(r.exitCode, 3);
   assert.match(
     r.lines[0]!,

@@ -172,6 +172,62 @@ Deno.test("InstallSnapshot §7: a log holding the snapshot's last entry keeps th
   });
 });
 
+Deno.test("InstallSnapshot §7: a snapshot beyond the log whose WAL compaction fails: appends go on and a restart loads it all", async () => {
+  // Regression: the WAL kept 1..4 (compaction failed), the next entry 11 was
+  // appended after them, and a restart refused the file as damaged.
+  await withDir(async (d) => {
+    const state = await filled(d, 3); // entries 1..4, committed
+    await Deno.mkdir(`${d.wal}.compact/blocker`, { recursive: true }); // the copy cannot be made
+    const pairs = new Map([["k1", "v1"], ["z", "9"]]);
+    const { path, meta } = await receivedSnapshot(d, set(1, 10, "z", "9"), pairs);
+    await state.installSnapshot(path, meta, pairs, 100);
+    state.append([set(1, 11, "a", "1")]);
+    await state.wal.sync();
+    state.commitTo(11);
+    state.wal.close();
+    assert.deepEqual(await walSeqs(d.wal), [1, 2, 3, 4, 11]);
+    await Deno.remove(`${d.wal}.compact`, { recursive: true });
+
+    const again = await open(d);
+    assert.deepEqual(again.log.position, { lastIndex: 11, lastTerm: 1 });
+    again.commitTo(11);
+    assert.equal(text(again.kv.get(utf8.encode("a"))), "1");
+    assert.equal(text(again.kv.get(utf8.encode("z"))), "9");
+    assert.equal(
+      again.kv.get(utf8.encode("k2")),
+      undefined,
+      "the snapshot's state, not the old log's",
+    );
+    again.wal.close();
+  });
+});
+
+Deno.test("InstallSnapshot §7: a crash before the compaction, a restart, more appends, another restart", async () => {
+  await withDir(async (d) => {
+    const state = await filled(d, 3); // entries 1..4, committed
+    const before = await Deno.readFile(d.wal);
+    const pairs = new Map([["k1", "v1"], ["z", "9"]]);
+    const { path, meta } = await receivedSnapshot(d, set(1, 10, "z", "9"), pairs);
+    await state.installSnapshot(path, meta, pairs, 100);
+    state.wal.close();
+    await Deno.writeFile(d.wal, before); // the compaction's rename never happened
+
+    const second = await open(d);
+    assert.deepEqual(second.log.position, { lastIndex: 10, lastTerm: 1 });
+    second.append([set(1, 11, "a", "1"), set(1, 12, "b", "2")]);
+    await second.wal.sync();
+    second.commitTo(12);
+    second.wal.close();
+
+    const third = await open(d);
+    assert.deepEqual(third.log.position, { lastIndex: 12, lastTerm: 1 });
+    third.commitTo(12);
+    assert.equal(text(third.kv.get(utf8.encode("b"))), "2");
+    assert.equal(text(third.kv.get(utf8.encode("z"))), "9");
+    third.wal.close();
+  });
+});
+
 Deno.test("InstallSnapshot §7: a log that disagrees at the snapshot's index drops its uncommitted suffix first", async () => {
   await withDir(async (d) => {
     const state = await filled(d, 3); // 1..4 committed

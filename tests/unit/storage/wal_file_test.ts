@@ -637,6 +637,35 @@ Deno.test("parseWal §7: after its first line a continued WAL still goes one seq
   });
 });
 
+Deno.test("parseWal §7: lines the snapshot covers may be followed by the entry right after it, with a gap between", () => {
+  // A follower installed a leader's snapshot at 9 beyond its own log (1..4),
+  // then appended 10, before its WAL was compacted (crash, or full disk).
+  const lines = [term(1, 1), set(2, "a", "1"), set(3, "b", "2"), set(4, "c", "3")];
+  lines.push(set(10, "d", "4"), term(11, 3), set(12, "e", "5"));
+  const parsed = parseWal(concat(lines), { index: 9, term: 2 });
+  assert.ok(parsed.ok);
+  assert.deepEqual(
+    parsed.entries.map((e) => [e.index, e.term]),
+    [[1, 1], [2, 1], [3, 1], [4, 1], [10, 2], [11, 3], [12, 3]],
+  );
+  assert.deepEqual(parsed.entries.map((e) => e.offset), startsOf(lines));
+  // Only to the entry right after the snapshot, and only from below it.
+  const base = { index: 9, term: 2 };
+  assert.deepEqual(damageWithBase(concat([...lines.slice(0, 4), set(11, "d", "4")]), base), {
+    error: "Seq 11 out of sequence, expected 5",
+    lineNumber: 5,
+  });
+  assert.deepEqual(
+    damageWithBase(concat([...lines.slice(0, 4), set(10, "d", "4")]), { index: 11, term: 2 }),
+    { error: "Seq 10 out of sequence, expected 5", lineNumber: 5 },
+  );
+  // Without a snapshot the log has no gaps at all.
+  assert.deepEqual(damage(concat([...lines.slice(0, 4), set(10, "d", "4")])), {
+    error: "Seq 10 out of sequence, expected 5",
+    lineNumber: 5,
+  });
+});
+
 Deno.test("parseWal §7: a TERM line after the snapshot with a term below the snapshot's is damage", () => {
   assert.deepEqual(
     damageWithBase(concat([set(6, "a", "1"), term(7, 1), set(8, "b", "2")]), { index: 5, term: 2 }),
