@@ -32,6 +32,8 @@ export interface Writer {
 export interface CliIo {
   readonly stdout: Writer;
   readonly stderr: Writer;
+  /** Read for \`-x\`: all of standard input. */
+  readonly stdin?: ReadableStream<Uint8Array>;
 }
 
 export const usage = `Usage:
@@ -45,6 +47,9 @@ export const usage = `Usage:
   kvstore client [options] <host> <port> <any other command…>  (printed redis-cli style)
 
 Options (before <host>):
+  -x, --stdin      read the command's last argument from standard input, byte for byte
+                   (a value too large or too binary for the command line:
+                   kvstore client -x <host> <port> SET <key> < file)
   --timeout-ms N   give up after N ms, retries included (default ${timeoutMsDefault})
   --verbose        log each redirect and retry to stderr
   --help           show this text
@@ -105,21 +110,23 @@ function splitOptions(argv: readonly string[]): { options: string[]; rest: strin
 interface Invocation {
   readonly help: boolean;
   readonly verbose: boolean;
+  readonly stdin: boolean;
   readonly timeoutMs: number;
   readonly target: Endpoint;
   readonly command: string;
-  readonly args: readonly string[];
+  readonly args: readonly (string | Uint8Array)[];
 }
 
 function parseInvocation(argv: readonly string[]): Invocation {
   const { options, rest } = splitOptions(argv);
-  let values: { "timeout-ms"?: string; verbose?: boolean; help?: boolean };
+  let values: { "timeout-ms"?: string; verbose?: boolean; help?: boolean; stdin?: boolean };
   try {
     values = parseArgs({
       args: options,
       options: {
         "timeout-ms": { type: "string" },
         verbose: { type: "boolean" },
+        stdin: { type: "boolean", short: "x" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -143,6 +150,7 @@ function parseInvocation(argv: readonly string[]): Invocation {
     return {
       help,
       verbose: false,
+      stdin: false,
       timeoutMs,
       target: { host: "", port: 0 },
       command: "",
@@ -158,6 +166,7 @@ function parseInvocation(argv: readonly string[]): Invocation {
   return {
     help,
     verbose: values.verbose === true,
+    stdin: values.stdin === true,
     timeoutMs,
     target: { host, port },
     command,
@@ -269,6 +278,10 @@ export async function clientMain(
 
   let code: number;
   try {
+    if (inv.stdin) {
+      const input = await new Response(io.stdin ?? Deno.stdin.readable).bytes();
+      inv = { ...inv, args: [...inv.args, input] };
+    }
     code = await runCommand(inv, opts, out, (bytes) => writeAll(io.stdout, bytes));
   } catch (e) {
     await logChain;
@@ -332,8 +345,10 @@ async function runCommand(
     case "GETFF":
     case "GETFB": {
       const [key, followerText] = inv.args;
-      if (inv.args.length !== 2 || key === undefined || followerText === undefined) {
-        throw new UsageError(`${name} needs <key> <followerHost:port>`);
+      if (
+        inv.args.length !== 2 || key === undefined || typeof followerText !== "string"
+      ) {
+        throw new UsageError(`${name} needs <key> <followerHost:port> (not from -x)`);
       }
       const follower = parseHostPort(followerText);
       if (follower === null) {

@@ -116,6 +116,23 @@ Deno.test("kvstore client CLI: output and exit codes against a real cluster", as
     assert.deepEqual(noFallback, { code: 1, stdout: "NOT_FOUND\n", stderr: "" });
   });
 
+  await step(
+    "-x reads the last argument from stdin, byte for byte, beyond the command line's limit",
+    async () => {
+      // 1 MiB of every byte value: execve caps one argument at 128 KiB, and a
+      // value with NUL bytes cannot be an argument at all.
+      const value = new Uint8Array(1 << 20).map((_, i) => (i * 7 + (i >> 8)) & 0xff);
+      const set = await runCli(["-x", "127.0.0.1", lp, "SET", "blob"], 20_000, value);
+      assert.deepEqual(set, { code: 0, stdout: "OK\n", stderr: "" });
+      const got = await cluster.call(leader.clientPort, ["GET", "blob"], 5000);
+      assert.equal(got.kind, "bulk");
+      assert.deepEqual(got.kind === "bulk" ? got.value : null, value);
+      const wrong = await runCli(["-x", "127.0.0.1", lp, "GETFF", "blob"], 20_000, value);
+      assert.equal(wrong.code, 2);
+      assert.match(wrong.stderr, /GETFF needs <key> <followerHost:port> \(not from -x\)/);
+    },
+  );
+
   await step("a dead port with --timeout-ms 500 exits 2 with one error line", async () => {
     const [dead] = freePorts(1);
     const r = await runCli(["--timeout-ms", "500", "127.0.0.1", String(dead), "GET", "k"]);

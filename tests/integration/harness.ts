@@ -441,26 +441,38 @@ export interface ProcessResult {
   readonly stderr: string;
 }
 
-/** Runs a program to completion; after `timeoutMs` that one child is killed. */
+/** Runs a program to completion, with `input` (if any) as its standard
+ * input; after `timeoutMs` that one child is killed. */
 export async function runProcess(
   program: string,
   args: readonly string[],
   timeoutMs = 20_000,
+  input?: Uint8Array,
 ): Promise<ProcessResult> {
-  const out = await new Deno.Command(program, {
+  const child = new Deno.Command(program, {
     args: [...args],
     cwd: repoRoot,
-    stdin: "null",
+    stdin: input === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
     signal: AbortSignal.timeout(timeoutMs),
-  }).output();
+  }).spawn();
+  if (input !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(input).catch(() => {}); // a child that exits early reads nothing
+    await writer.close().catch(() => {});
+  }
+  const out = await child.output();
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }
 
 /** `kvstore client …` as a subprocess (`deno run -A main.ts client …`). */
-export function runCli(args: readonly string[], timeoutMs = 20_000): Promise<ProcessResult> {
-  return runProcess(Deno.execPath(), ["run", "-A", mainTs, "client", ...args], timeoutMs);
+export function runCli(
+  args: readonly string[],
+  timeoutMs = 20_000,
+  input?: Uint8Array,
+): Promise<ProcessResult> {
+  return runProcess(Deno.execPath(), ["run", "-A", mainTs, "client", ...args], timeoutMs, input);
 }
 
 /** Node `id`'s WAL file (`nodeN.log` in its data directory), "" if it is missing. */
