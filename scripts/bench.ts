@@ -110,11 +110,19 @@ async function laggingFollower(seconds: number): Promise<void> {
   );
   const caughtUpMs = performance.now() - resumed;
   const entries = endIndex - startIndex;
+  // Past the leader's snapshot threshold the frozen follower's next entry is
+  // compacted away, and it catches up from the snapshot (Raft §7).
+  const sent = new RegExp(
+    `sending snapshot at entry (\\d+) \\((\\d+) bytes\\) to node ${follower.id}`,
+  )
+    .exec(cluster.log(leader.id));
   console.log(
     `lagging follower (node ${follower.id} frozen ${Math.round((resumed - t0) / 1000)} s under ` +
-      `SET -c 10 -d 100): leader role RSS ${samples.join(", ")}; ${entries} entries written, ` +
-      `${((endMb - startMb) * 1024 * 1024 / Math.max(1, entries)).toFixed(0)} bytes of RSS per ` +
-      `entry; caught up ${caughtUpMs.toFixed(0)} ms after SIGCONT`,
+      `SET -c 10 -d 100 -r 100000): leader role RSS ${samples.join(", ")}; ${entries} entries ` +
+      `written, ${((endMb - startMb) * 1024 * 1024 / Math.max(1, entries)).toFixed(0)} bytes of ` +
+      `RSS per entry; caught up ${caughtUpMs.toFixed(0)} ms after SIGCONT, ${
+        sent ? `from the leader's snapshot at entry ${sent[1]} (${sent[2]} bytes)` : "from the log"
+      }`,
   );
   cluster.pass();
 }
