@@ -221,6 +221,12 @@ export class FollowerRole {
       failures = 0;
       backoffMs = reconnectBackoffMsMin;
       const pos = this.#state.log.position;
+      // What an earlier connection (maybe to an earlier leader) matched and
+      // committed says nothing about this leader's log: commit only what
+      // this link confirms (§5.3), or a snapshot install could commit our
+      // own old-term entries that this leader does not have.
+      this.#matchIndex = 0;
+      this.#leaderCommit = 0;
       try {
         if (this.#opts.auth !== null) {
           await dialPeer(conn, this.#opts.auth, "replication", this.#self.id, leader.id);
@@ -464,7 +470,9 @@ export class FollowerRole {
     }
     await this.#state.installSnapshot(path, meta, parsed.pairs, parsed.bytes);
     this.#heardFromLeader = true;
-    this.#matchIndex = Math.max(this.#matchIndex, meta.index);
+    // Only the snapshot is known to match the leader's log; entries kept
+    // after it are not, until an APPEND says so.
+    this.#matchIndex = meta.index;
     return { received: inc.received, installed: meta.index, round: m.round };
   }
 

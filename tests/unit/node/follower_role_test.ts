@@ -4,11 +4,20 @@
 // src/node/leader_contact.ts).
 
 import assert from "node:assert/strict";
+import { crc32 } from "node:zlib";
 import {
   encodeAppend,
+  encodeSnapshotChunk,
   type ReplicationMessage,
   ReplicationParser,
 } from "../../../src/codec/replication.ts";
+import {
+  encodeSnapshotHeader,
+  encodeSnapshotPairs,
+  encodeSnapshotTrailer,
+} from "../../../src/codec/snapshot.ts";
+import { concatBytes } from "../../../src/net/write_all.ts";
+import { lineHash } from "../../../src/storage/commit_hint.ts";
 import { encodeWalLine, type WalRecord } from "../../../src/codec/wal_line.ts";
 import type { NodeOptions } from "../../../src/cli/role_args.ts";
 import { type NodeAddress, type NodeId } from "../../../src/config/cluster.ts";
@@ -241,6 +250,70 @@ Deno.test("follower role ends (exit 70) when its WAL fsync fails, acknowledging 
     } catch {
       // the failed WalFile may refuse; the file is closed either way
     }
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("follower §5.3/§7: a snapshot from a new leader commits none of its own old-term entries after it", async () => {
+  // Regression: the match index learned from the old leader survived into the
+  // new leader's connection; after installing a snapshot at 4 the follower
+  // committed min(6, 6) and served "UNCOMMITTED2", which no leader committed.
+  const { dir, listener, opts } = await fakeLeaderSetup();
+  const state = await ReplicaState.open(`${dir}/node2.log`, quiet, undefined, {}, {
+    path: `${dir}/node2.snap`,
+  });
+  const follower = new FollowerRole(opts, state, quiet, new LeaderContact(2, 60_000));
+  const get = async (key: string) =>
+    new TextDecoder().decode(await follower.readData.get(utf8.encode(key), ctx));
+  let conn: Deno.Conn | null = null;
+  try {
+    // The term-1 leader sends entries 1..6 and has committed 3.
+    follower.setLeader(1, 1);
+    conn = await listener.accept();
+    let parser = new ReplicationParser();
+    await expect(conn, parser, "HELLO");
+    const x = utf8.encode("x");
+    const old: WalRecord[] = [
+      { op: "TERM", index: 1, term: 1 },
+      { op: "SET", index: 2, key: x, value: utf8.encode("a") },
+      { op: "SET", index: 3, key: x, value: utf8.encode("b") },
+      { op: "SET", index: 4, key: x, value: utf8.encode("c") },
+      { op: "SET", index: 5, key: x, value: utf8.encode("UNCOMMITTED") },
+      { op: "SET", index: 6, key: x, value: utf8.encode("UNCOMMITTED2") },
+    ];
+    await conn.write(encodeAppend(1, 0, 0, 3, 1, old.map((r) => encodeWalLine(r))));
+    await expect(conn, parser, "ACK");
+    assert.equal(state.commitIndex, 3);
+    conn.close();
+
+    // The term-2 leader holds 1..4, its own entries from 5 on, has committed
+    // 6, and has compacted up to 4: it sends its snapshot at 4.
+    follower.setLeader(2, 1);
+    conn = await listener.accept();
+    parser = new ReplicationParser();
+    await expect(conn, parser, "HELLO");
+    const meta = { index: 4, term: 1, lineHash: lineHash(encodeWalLine(old[3]!)) };
+    const body = concatBytes([encodeSnapshotHeader(meta), encodeSnapshotPairs([["x", "c"]])]);
+    const file = concatBytes([body, encodeSnapshotTrailer(1, crc32(body))]);
+    await conn.write(encodeSnapshotChunk({
+      term: 2,
+      index: 4,
+      snapTerm: 1,
+      lineHash: meta.lineHash,
+      offset: 0,
+      total: file.length,
+      leaderCommit: 6,
+      round: 1,
+    }, file));
+    const ack = await expect(conn, parser, "ACK");
+    assert.equal(ack.kind === "ACK" ? ack.matchIndex : null, 4);
+    assert.equal(state.commitIndex, 4, "only the snapshot is committed");
+    assert.equal(await get("x"), "$1\r\nc\r\n");
+  } finally {
+    await follower.quiesce();
+    conn?.close();
+    listener.close();
+    state.wal.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
