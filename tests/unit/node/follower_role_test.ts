@@ -62,13 +62,18 @@ async function expect(
   }
 }
 
+/** GET on `follower`'s read port, as the raw RESP reply text. */
+function reader(follower: FollowerRole): (key: string) => Promise<string> {
+  return async (key) =>
+    new TextDecoder().decode(await follower.readData.get(utf8.encode(key), ctx));
+}
+
 Deno.test("follower staleness: reads are served only once the follower holds all the leader committed", async () => {
   const { dir, listener, opts } = await fakeLeaderSetup();
   const state = await ReplicaState.open(`${dir}/node2.log`, quiet);
   const contact = new LeaderContact(2, opts.maxStalenessMs);
   const follower = new FollowerRole(opts, state, quiet, contact);
-  const get = async (key: string) =>
-    new TextDecoder().decode(await follower.readData.get(utf8.encode(key), ctx));
+  const get = reader(follower);
   let conn: Deno.Conn | null = null;
   try {
     assert.match(await get("x"), /^-TRYAGAIN/);
@@ -263,8 +268,7 @@ Deno.test("follower §5.3/§7: a snapshot from a new leader commits none of its 
     path: `${dir}/node2.snap`,
   });
   const follower = new FollowerRole(opts, state, quiet, new LeaderContact(2, 60_000));
-  const get = async (key: string) =>
-    new TextDecoder().decode(await follower.readData.get(utf8.encode(key), ctx));
+  const get = reader(follower);
   let conn: Deno.Conn | null = null;
   try {
     // The term-1 leader sends entries 1..6 and has committed 3.
