@@ -54,15 +54,27 @@ export interface SnapshotPolicy {
   readonly entries: number;
   /** WAL bytes that start a new one… */
   readonly walBytes: number;
-  /** …and in-memory entries kept below the snapshot for lagging followers. */
+  /** …and in-memory entries kept below the snapshot for lagging followers:
+   * at most this many, of at most `retainBytes` of WAL lines together (with
+   * large values, a count alone could hold gigabytes). */
   readonly retainEntries: number;
+  readonly retainBytes: number;
 }
 
-export const defaultSnapshotPolicy: SnapshotPolicy = {
-  entries: snapshotEntriesDefault,
-  walBytes: snapshotBytesDefault,
-  retainEntries: Math.floor(snapshotEntriesDefault / 4),
-};
+/** The retention that goes with a snapshot threshold: a quarter of it. */
+export function snapshotPolicy(entries: number, walBytes: number): SnapshotPolicy {
+  return {
+    entries,
+    walBytes,
+    retainEntries: Math.floor(entries / 4),
+    retainBytes: Math.floor(walBytes / 4),
+  };
+}
+
+export const defaultSnapshotPolicy: SnapshotPolicy = snapshotPolicy(
+  snapshotEntriesDefault,
+  snapshotBytesDefault,
+);
 
 /** After a snapshot could not be written (disk full, say), wait this long
  * before trying again: each try writes the whole state. */
@@ -330,7 +342,7 @@ export class ReplicaState {
         // only ever cuts above the commit index.
         this.#offsets = this.#offsets.slice(index - this.#offsetBase);
         this.#offsetBase = index;
-        this.#compactLog(index - this.#policy.retainEntries);
+        this.#compactLog(this.#retainFrom(index) - 1);
         const taken: SnapshotTaken = {
           meta,
           keys: written.keys,
@@ -348,6 +360,20 @@ export class ReplicaState {
         done();
       }
     })();
+  }
+
+  /** The lowest index to keep in memory below a snapshot at `index`, within
+   * the policy's entry and byte bounds. */
+  #retainFrom(index: LogIndex): LogIndex {
+    const { retainEntries, retainBytes } = this.#policy;
+    let from = index + 1;
+    let bytes = 0;
+    while (from > index + 1 - retainEntries && from - 1 > this.log.snapshotIndex) {
+      bytes += this.log.entry(from - 1)!.line.length;
+      if (bytes > retainBytes) break;
+      from--;
+    }
+    return from;
   }
 
   /** Forgets in-memory entries up to `index` (never above the snapshot). */

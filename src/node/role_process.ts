@@ -17,7 +17,7 @@ import { type DataCommands, makeCommandHandler } from "./commands.ts";
 import { FollowerRole } from "./follower_role.ts";
 import { LeaderContact } from "./leader_contact.ts";
 import { LeaderRole } from "./leader_role.ts";
-import { ReplicaState, walPath } from "./replica_state.ts";
+import { ReplicaState, snapshotPolicy, walPath } from "./replica_state.ts";
 import { commitHintPath } from "../storage/commit_hint.ts";
 import { SnapshotDamagedError, snapshotPath } from "../storage/snapshot_file.ts";
 import { WalDamagedError } from "../storage/wal_file.ts";
@@ -87,11 +87,7 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
       {},
       {
         path: snapshotPath(opts.dataDir, self.id),
-        policy: {
-          entries: opts.snapshotEntries,
-          walBytes: opts.snapshotWalBytes,
-          retainEntries: Math.floor(opts.snapshotEntries / 4),
-        },
+        policy: snapshotPolicy(opts.snapshotEntries, opts.snapshotWalBytes),
       },
     );
   } catch (e) {

@@ -98,6 +98,31 @@ Deno.test("snapshot §7: takeSnapshot compacts the WAL, and a reopen rebuilds th
   });
 });
 
+Deno.test("snapshot §7: entries kept in memory below a snapshot are bounded by count and by bytes", async () => {
+  for (
+    const [retainEntries, retainBytes, kept] of [
+      [25, 1 << 20, 11], // all 11 entries: fewer than either bound
+      [4, 1 << 20, 4],
+      [25, 40, 3], // lines of 12–14 bytes: three fit in 40 bytes
+      [25, 0, 0],
+    ] as const
+  ) {
+    await withDir(async (d) => {
+      const policy = { entries: 100, walBytes: 1 << 20, retainEntries, retainBytes };
+      const state = await ReplicaState.open(d.wal, quiet, d.hint, {}, { path: d.snap, policy });
+      state.append([termMarker(1, 1)]);
+      for (let i = 1; i <= 10; i++) state.append([set(1, i + 1, `k${i}`, `v${i}`)]);
+      await state.wal.sync();
+      state.commitTo(11);
+      await state.takeSnapshot();
+      const label = `retain ${retainEntries} entries, ${retainBytes} bytes`;
+      assert.equal(state.log.snapshotIndex, 11 - kept, label);
+      assert.equal(state.log.lastIndex, 11, label);
+      state.wal.close();
+    });
+  }
+});
+
 Deno.test("snapshot §7: a crash after the snapshot but before the compaction loads the same state (covered lines are ignored)", async () => {
   await withDir(async (d) => {
     const state = await filled(d, 5);
