@@ -84,6 +84,9 @@ interface FollowerLink {
   closed: boolean;
   /** Set while this follower is sent our snapshot instead of log entries. */
   snapshot: SnapshotSend | null;
+  /** Set once it installed our snapshot, until it holds our latest one's
+   * index: the entries it still needs are kept (ReplicaState.setRetainFloor). */
+  catchingUp: boolean;
 }
 
 /** A snapshot file being streamed to one follower (Raft §7). */
@@ -174,6 +177,22 @@ export class LeaderRole {
     state.append([marker]);
     this.#termStartIndex = marker.index;
     this.#scheduleSync();
+    state.setRetainFloor(() => this.#retainFloor());
+  }
+
+  /** The lowest index a follower that is being sent our snapshot, or is
+   * catching up after installing it, already holds; null: none is. */
+  #retainFloor(): LogIndex | null {
+    let floor: LogIndex | null = null;
+    for (const link of this.#links.values()) {
+      const holds = link.snapshot !== null
+        ? link.snapshot.meta?.index ?? this.#state.snapshot.index
+        : link.catchingUp
+        ? link.matchIndex
+        : null;
+      if (holds !== null && (floor === null || holds < floor)) floor = holds;
+    }
+    return floor;
   }
 
   get term(): number {
@@ -694,6 +713,7 @@ export class LeaderRole {
       writing: false,
       closed: false,
       snapshot: null,
+      catchingUp: false,
     };
     (conn as Deno.TcpConn).setNoDelay(true);
     this.#links.set(m.nodeId, link);
@@ -728,6 +748,7 @@ export class LeaderRole {
       const snap = link.snapshot;
       if (snap !== null && snap.meta !== null && m.matchIndex >= snap.meta.index) {
         this.#endSnapshot(link, `installed (${snap.total} bytes)`);
+        link.catchingUp = true;
       }
       if (m.matchIndex > this.#state.log.lastIndex) {
         this.#log.warn(`node ${link.nodeId} acknowledged ${m.matchIndex} beyond our log`);
@@ -735,6 +756,7 @@ export class LeaderRole {
       }
       link.matchIndex = Math.max(link.matchIndex, m.matchIndex);
       if (link.nextIndex <= link.matchIndex) link.nextIndex = link.matchIndex + 1;
+      if (link.matchIndex >= this.#state.snapshot.index) link.catchingUp = false;
       this.#advanceCommit();
       this.#checkReads();
       // Force a message when reads wait: they need a round sent after them.

@@ -363,17 +363,42 @@ export class ReplicaState {
   }
 
   /** The lowest index to keep in memory below a snapshot at `index`, within
-   * the policy's entry and byte bounds. */
+   * the policy's entry and byte bounds; further down to the retain floor
+   * (see setRetainFloor), within a snapshot threshold's worth. */
   #retainFrom(index: LogIndex): LogIndex {
     const { retainEntries, retainBytes } = this.#policy;
     let from = index + 1;
     let bytes = 0;
-    while (from > index + 1 - retainEntries && from - 1 > this.log.snapshotIndex) {
-      bytes += this.log.entry(from - 1)!.line.length;
-      if (bytes > retainBytes) break;
+    const keepOneMore = (maxEntries: number, maxBytes: number): boolean => {
+      if (from <= index + 1 - maxEntries || from - 1 <= this.log.snapshotIndex) return false;
+      const next = bytes + this.log.entry(from - 1)!.line.length;
+      if (next > maxBytes) return false;
+      bytes = next;
       from--;
+      return true;
+    };
+    while (keepOneMore(retainEntries, retainBytes));
+    const floor = this.#retainFloor();
+    if (floor !== null) {
+      while (from > floor + 1 && keepOneMore(this.#policy.entries, this.#policy.walBytes));
     }
     return from;
+  }
+
+  #retainFloor: () => LogIndex | null = () => null;
+
+  /**
+   * A leader sending its snapshot to a follower (or seeing one catch up
+   * after installing it) needs the entries right after that snapshot when
+   * the transfer ends. Compacting them away meanwhile would send it yet
+   * another snapshot, and under a steady write load a large state could be
+   * resent forever. `floor()` names the lowest index such a follower holds
+   * (null: none); the entries after it are kept across snapshots, up to one
+   * snapshot threshold (`entries`, `walBytes`) of them so that memory stays
+   * bounded: past that the follower gets the newer snapshot after all.
+   */
+  setRetainFloor(floor: () => LogIndex | null): void {
+    this.#retainFloor = floor;
   }
 
   /** Forgets in-memory entries up to `index` (never above the snapshot). */

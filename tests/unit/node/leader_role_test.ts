@@ -72,3 +72,54 @@ Deno.test("leader: a HELLO from a non-peer (its own id, or one not in the cluste
     `write acknowledged without a real quorum: ${JSON.stringify(got)}`,
   );
 });
+
+Deno.test("leader §7: entries a follower receiving the snapshot will need are kept across the next snapshot", async () => {
+  // Regression: the leader compacted them away during the transfer, so the
+  // follower, once it had installed the snapshot, needed yet another one;
+  // under a steady write load a large state could be resent forever.
+  const dir = await Deno.makeTempDir();
+  const utf8 = new TextEncoder();
+  const policy = { entries: 1000, walBytes: 1 << 20, retainEntries: 2, retainBytes: 1 << 20 };
+  const state = await ReplicaState.open(`${dir}/node1.log`, quiet, undefined, {}, {
+    path: `${dir}/node1.snap`,
+    policy,
+  });
+  state.append([state.nextEntry(1, { op: "TERM", term: 1 })]);
+  for (let i = 1; i <= 10; i++) {
+    state.append([
+      state.nextEntry(1, { op: "SET", key: utf8.encode(`k${i}`), value: utf8.encode("v") }),
+    ]);
+  }
+  await state.wal.sync();
+  state.commitTo(11);
+  await state.takeSnapshot(); // at 11, keeping 10 and 11 in memory
+  assert.equal(state.log.snapshotIndex, 9);
+
+  const self = defaultCluster().nodes[0]!;
+  const leader = new LeaderRole(2, self, [2, 3, 4], state, quiet); // TERM 2 at 12
+  const [empty, f3, f4] = [new FakeConn(), new FakeConn(), new FakeConn()];
+  const served = [empty, f3, f4].map((c) => leader.serveFollower(c as unknown as Deno.Conn));
+  try {
+    empty.feed(encodeHello(2, 2, 0, 0)); // needs entry 1: gets the snapshot, never answers
+    f3.feed(encodeHello(3, 2, 11, 1));
+    f4.feed(encodeHello(4, 2, 11, 1));
+    await new Promise((r) => setTimeout(r, 50));
+    const ctx = { closeAfterReply: false, lastWriteIndex: 0 };
+    const writes = [13, 14, 15].map((i) =>
+      leader.data.set(utf8.encode(`n${i}`), utf8.encode("v"), ctx)
+    );
+    await new Promise((r) => setTimeout(r, 20));
+    for (const c of [f3, f4]) c.feed(encodeAck(2, 15, 1_000_000));
+    for (const w of writes) assert.equal(new TextDecoder().decode(await w), "+OK\r\n");
+    assert.ok(empty.written.length > 0, "the snapshot transfer began");
+
+    await state.takeSnapshot(); // at 15
+    assert.equal(state.snapshot.index, 15);
+    assert.equal(state.log.snapshotIndex, 11, "entries after the snapshot being sent are kept");
+  } finally {
+    for (const c of [empty, f3, f4]) c.close();
+    await Promise.all(served);
+    state.wal.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

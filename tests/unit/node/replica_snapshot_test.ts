@@ -123,6 +123,33 @@ Deno.test("snapshot §7: entries kept in memory below a snapshot are bounded by 
   }
 });
 
+Deno.test("snapshot §7: a retain floor keeps the entries a follower receiving the snapshot will need, within one threshold", async () => {
+  for (
+    const [floor, entries, walBytes, firstKept] of [
+      [null, 100, 1 << 20, 10], // no floor: the 2 retained entries, 10 and 11
+      [4, 100, 1 << 20, 5], // everything after the floor
+      [9, 100, 1 << 20, 10], // a floor within the retained entries changes nothing
+      [4, 5, 1 << 20, 7], // at most `entries` in all
+      [4, 100, 60, 8], // at most `walBytes` in all (four lines of 12–15 bytes)
+    ] as const
+  ) {
+    await withDir(async (d) => {
+      const policy = { entries, walBytes, retainEntries: 2, retainBytes: 1 << 20 };
+      const state = await ReplicaState.open(d.wal, quiet, d.hint, {}, { path: d.snap, policy });
+      state.setRetainFloor(() => floor);
+      state.append([termMarker(1, 1)]);
+      for (let i = 1; i <= 10; i++) state.append([set(1, i + 1, `k${i}`, `v${i}`)]);
+      await state.wal.sync();
+      state.commitTo(11);
+      await state.takeSnapshot();
+      const label = `floor ${floor}, threshold ${entries} entries, ${walBytes} bytes`;
+      assert.equal(state.log.snapshotIndex, firstKept - 1, label);
+      assert.equal(state.log.entry(firstKept)?.index, firstKept, label);
+      state.wal.close();
+    });
+  }
+});
+
 Deno.test("snapshot §7: a crash after the snapshot but before the compaction loads the same state (covered lines are ignored)", async () => {
   await withDir(async (d) => {
     const state = await filled(d, 5);
