@@ -548,6 +548,9 @@ export class LeaderRole {
         s.sentBytes += chunk.length;
       }
     } catch (e) {
+      // A transfer abandoned meanwhile (the follower refused it) had its file
+      // closed under the read: nothing is wrong with the link.
+      if (link.snapshot !== s) return;
       this.#log.warn(`cannot send the snapshot to node ${link.nodeId}: ${(e as Error).message}`);
       this.#dropLink(link);
     } finally {

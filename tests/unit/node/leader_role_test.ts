@@ -2,11 +2,17 @@
 // (regression: a HELLO naming the leader's own id, or an id outside the
 // cluster, used to be counted).
 import assert from "node:assert/strict";
-import { encodeAck, encodeHello } from "../../../src/codec/replication.ts";
+import {
+  encodeAck,
+  encodeHello,
+  encodeNack,
+  encodeSnapAck,
+} from "../../../src/codec/replication.ts";
 import { defaultCluster } from "../../../src/config/cluster.ts";
 import type { Log } from "../../../src/log.ts";
 import { LeaderRole } from "../../../src/node/leader_role.ts";
 import { ReplicaState } from "../../../src/node/replica_state.ts";
+import { concatBytes } from "../../../src/net/write_all.ts";
 
 const quiet: Log = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -36,6 +42,9 @@ class FakeConn {
   close() {
     this.#closed = true;
     this.#wake?.();
+  }
+  get closed(): boolean {
+    return this.#closed;
   }
   setNoDelay() {}
 }
@@ -119,6 +128,45 @@ Deno.test("leader §7: entries a follower receiving the snapshot will need are k
   } finally {
     for (const c of [empty, f3, f4]) c.close();
     await Promise.all(served);
+    state.wal.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("leader §7: a snapshot transfer the follower refuses while a chunk is being read keeps the link", async () => {
+  // Regression: the refusal closed the file under the pending read, and the
+  // read's failure dropped the whole link.
+  const dir = await Deno.makeTempDir();
+  const utf8 = new TextEncoder();
+  const state = await ReplicaState.open(`${dir}/node1.log`, quiet, undefined, {}, {
+    path: `${dir}/node1.snap`,
+    policy: { entries: 1000, walBytes: 1 << 30, retainEntries: 0, retainBytes: 0 },
+  });
+  state.append([state.nextEntry(1, { op: "TERM", term: 1 })]);
+  const big = new Uint8Array(256 * 1024).fill(0x61);
+  for (let i = 1; i <= 16; i++) {
+    state.append([state.nextEntry(1, { op: "SET", key: utf8.encode(`k${i}`), value: big })]);
+  }
+  await state.wal.sync();
+  state.commitTo(17);
+  await state.takeSnapshot(); // 4 MiB: four chunks, two in flight at a time
+  const leader = new LeaderRole(2, defaultCluster().nodes[0]!, [2, 3, 4], state, quiet);
+  const follower = new FakeConn();
+  const served = leader.serveFollower(follower as unknown as Deno.Conn);
+  try {
+    follower.feed(encodeHello(2, 2, 0, 0));
+    await new Promise((r) => setTimeout(r, 100));
+    const sent = follower.written.length;
+    assert.ok(sent >= 2, `two chunks in flight, got ${sent} messages`);
+    // The first chunk's answer starts the read of the third; the refusal
+    // right behind it abandons the transfer while that read is pending.
+    follower.feed(concatBytes([encodeSnapAck(2, 1 << 20, 1), encodeNack(2, 1, 2)]));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(follower.closed, false, "the link stays up");
+    assert.ok(follower.written.length > sent, "and the snapshot is offered again");
+  } finally {
+    follower.close();
+    await served;
     state.wal.close();
     await Deno.remove(dir, { recursive: true });
   }
