@@ -256,6 +256,9 @@ export class FollowerRole {
           this.#linkDownSinceMs = performance.now();
         }
       }
+      // A transfer cut off with its connection restarts from offset 0 on the
+      // next one: do not keep a partial snapshot, maybe large, until then.
+      await this.#dropIncoming();
       if (generation !== this.#generation) return;
       await new Promise((r) => setTimeout(r, backoffMs));
     }

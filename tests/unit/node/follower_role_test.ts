@@ -321,3 +321,44 @@ Deno.test("follower §5.3/§7: a snapshot from a new leader commits none of its 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("follower §7: a snapshot transfer cut off with its connection leaves no partial file", async () => {
+  const { dir, listener, opts } = await fakeLeaderSetup();
+  const state = await ReplicaState.open(`${dir}/node2.log`, quiet, undefined, {}, {
+    path: `${dir}/node2.snap`,
+  });
+  const follower = new FollowerRole(opts, state, quiet, new LeaderContact(2, 60_000));
+  let conn: Deno.Conn | null = null;
+  try {
+    follower.setLeader(1, 1);
+    conn = await listener.accept();
+    const parser = new ReplicationParser();
+    await expect(conn, parser, "HELLO");
+    const first = new Uint8Array(1000).fill(0x61);
+    await conn.write(encodeSnapshotChunk({
+      term: 1,
+      index: 4,
+      snapTerm: 1,
+      lineHash: 0,
+      offset: 0,
+      total: 5000,
+      leaderCommit: 4,
+      round: 1,
+    }, first));
+    await expect(conn, parser, "SNAPACK");
+    assert.equal((await Deno.stat(state.snapshotReceivePath)).size, 1000);
+    conn.close();
+    conn = null;
+    // The follower reconnects (a new HELLO) with the partial file gone.
+    const again = await listener.accept();
+    conn = again;
+    await expect(again, new ReplicationParser(), "HELLO");
+    await assert.rejects(() => Deno.stat(state.snapshotReceivePath), Deno.errors.NotFound);
+  } finally {
+    await follower.quiesce();
+    conn?.close();
+    listener.close();
+    state.wal.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
