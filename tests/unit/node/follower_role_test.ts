@@ -263,17 +263,11 @@ Deno.test("follower §5.3/§7: a snapshot from a new leader commits none of its 
   // Regression: the match index learned from the old leader survived into the
   // new leader's connection; after installing a snapshot at 4 the follower
   // committed min(6, 6) and served "UNCOMMITTED2", which no leader committed.
-  const { dir, listener, opts } = await fakeLeaderSetup();
-  const state = await ReplicaState.open(`${dir}/node2.log`, quiet, undefined, {}, {
-    path: `${dir}/node2.snap`,
-  });
-  const follower = new FollowerRole(opts, state, quiet, new LeaderContact(2, 60_000));
-  const get = reader(follower);
-  let conn: Deno.Conn | null = null;
-  try {
+  await withFollower(async ({ state, follower, accept }) => {
+    const get = reader(follower);
     // The term-1 leader sends entries 1..6 and has committed 3.
     follower.setLeader(1, 1);
-    conn = await listener.accept();
+    let conn = await accept();
     let parser = new ReplicationParser();
     await expect(conn, parser, "HELLO");
     const x = utf8.encode("x");
@@ -293,7 +287,7 @@ Deno.test("follower §5.3/§7: a snapshot from a new leader commits none of its 
     // The term-2 leader holds 1..4, its own entries from 5 on, has committed
     // 6, and has compacted up to 4: it sends its snapshot at 4.
     follower.setLeader(2, 1);
-    conn = await listener.accept();
+    conn = await accept();
     parser = new ReplicationParser();
     await expect(conn, parser, "HELLO");
     const meta = { index: 4, term: 1, lineHash: lineHash(encodeWalLine(old[3]!)) };
@@ -313,25 +307,13 @@ Deno.test("follower §5.3/§7: a snapshot from a new leader commits none of its 
     assert.equal(ack.kind === "ACK" ? ack.matchIndex : null, 4);
     assert.equal(state.commitIndex, 4, "only the snapshot is committed");
     assert.equal(await get("x"), "$1\r\nc\r\n");
-  } finally {
-    await follower.quiesce();
-    conn?.close();
-    listener.close();
-    state.wal.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("follower §7: a snapshot transfer cut off with its connection leaves no partial file", async () => {
-  const { dir, listener, opts } = await fakeLeaderSetup();
-  const state = await ReplicaState.open(`${dir}/node2.log`, quiet, undefined, {}, {
-    path: `${dir}/node2.snap`,
-  });
-  const follower = new FollowerRole(opts, state, quiet, new LeaderContact(2, 60_000));
-  let conn: Deno.Conn | null = null;
-  try {
+  await withFollower(async ({ state, follower, accept }) => {
     follower.setLeader(1, 1);
-    conn = await listener.accept();
+    const conn = await accept();
     const parser = new ReplicationParser();
     await expect(conn, parser, "HELLO");
     const first = new Uint8Array(1000).fill(0x61);
@@ -348,17 +330,47 @@ Deno.test("follower §7: a snapshot transfer cut off with its connection leaves 
     await expect(conn, parser, "SNAPACK");
     assert.equal((await Deno.stat(state.snapshotReceivePath)).size, 1000);
     conn.close();
-    conn = null;
     // The follower reconnects (a new HELLO) with the partial file gone.
-    const again = await listener.accept();
-    conn = again;
+    const again = await accept();
     await expect(again, new ReplicationParser(), "HELLO");
     await assert.rejects(() => Deno.stat(state.snapshotReceivePath), Deno.errors.NotFound);
+  });
+});
+
+/** A follower role (node 2, with a snapshot path) following a fake leader on
+ * `accept()`ed loopback connections; everything is closed and removed after
+ * `body`, however it ends. */
+async function withFollower(
+  body: (f: {
+    state: ReplicaState;
+    follower: FollowerRole;
+    accept: () => Promise<Deno.Conn>;
+  }) => Promise<void>,
+): Promise<void> {
+  const { dir, listener, opts } = await fakeLeaderSetup();
+  const state = await ReplicaState.open(`${dir}/node2.log`, quiet, undefined, {}, {
+    path: `${dir}/node2.snap`,
+  });
+  const follower = new FollowerRole(opts, state, quiet, new LeaderContact(2, 60_000));
+  const conns: Deno.Conn[] = [];
+  const accept = async () => {
+    const conn = await listener.accept();
+    conns.push(conn);
+    return conn;
+  };
+  try {
+    await body({ state, follower, accept });
   } finally {
     await follower.quiesce();
-    conn?.close();
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch {
+        // closed by the test
+      }
+    }
     listener.close();
     state.wal.close();
     await Deno.remove(dir, { recursive: true });
   }
-});
+}
