@@ -24,6 +24,9 @@ export function decideAppend(
   prevTerm: Term,
   entries: readonly LogEntry[],
 ): AppendDecision {
+  // No entry comes before index 1: a leader asking about one is confused
+  // (a stale reply moved its nextIndex below 1); it must not read as a match.
+  if (prevIndex < 0) return { kind: "reject", hintIndex: 1 };
   const matchIndex = prevIndex + entries.length;
   if (prevIndex < log.snapshotIndex) {
     // Raft §7: what our snapshot covers is committed, so it matches the

@@ -382,7 +382,8 @@ export class SimNode {
         leader.matchIndex.set(p, match);
       }
       const before = leader.nextIndex.get(p)!;
-      const next = Math.max(match + 1, Math.min(before, m.hintIndex));
+      // Never below 1, as the real leader: a stale rejection may hint 0.
+      const next = Math.max(match + 1, Math.min(before, m.hintIndex), 1);
       leader.nextIndex.set(p, next);
       // Resend at once only when the rejection taught us something; stale or
       // duplicated rejections wait for the next heartbeat.

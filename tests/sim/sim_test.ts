@@ -32,13 +32,15 @@ for (const nodes of [3, 4, 5]) {
  * commit history): a wiped follower the leader kept sending from its old
  * match index; a leader of an old term elected late after a pause, judged
  * against entries committed in later terms; the same DEL at one index in two
- * terms taken for one entry. */
+ * terms taken for one entry; a stale-term rejection (hint 0) that moved a
+ * leader's next index to 0, and a heartbeat at -1 accepted. */
 const regressions: readonly { seed: number; nodes: number }[] = [
   { seed: 1789806582, nodes: 4 },
   { seed: 312869113, nodes: 4 },
   { seed: 31516753, nodes: 4 },
   { seed: 362245105, nodes: 3 },
   { seed: 519266661, nodes: 3 },
+  { seed: 1888114227, nodes: 3 },
 ];
 
 Deno.test(`simulator: ${regressions.length} regression seeds`, () => {

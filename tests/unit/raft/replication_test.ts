@@ -64,6 +64,13 @@ Deno.test("AppendEntries §5.3: prevLogIndex 0 always matches", () => {
   assert.equal(d.matchIndex, 3);
 });
 
+Deno.test("AppendEntries §5.3: a negative prevLogIndex is rejected, not matched at -1", () => {
+  // Regression (simulator seed 1888114227): a heartbeat with prevLogIndex -1
+  // was accepted with matchIndex -1, and the confused leader never recovered.
+  assert.deepEqual(decideAppend(logOfTerms([1, 1]), -1, 0, []), { kind: "reject", hintIndex: 1 });
+  assert.deepEqual(decideAppend(logOfTerms([]), -1, 0, []), { kind: "reject", hintIndex: 1 });
+});
+
 Deno.test("AppendEntries §5.3: appends new entries after a matching prevLogIndex", () => {
   const log = logOfTerms([1, 1]);
   const batch = entriesAfter(2, [1, 2]);
