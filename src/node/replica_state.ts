@@ -580,6 +580,7 @@ export class ReplicaState {
       const entry = this.log.entry(i);
       invariant(entry !== undefined, `Entry ${i} missing below commit target ${target}`);
       const result = this.kv.apply(entry.record);
+      this.log.slim(i);
       this.#lastApplied = i;
       this.#commitIndex = i;
       onApply?.(i, result);

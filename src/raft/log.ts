@@ -1,6 +1,7 @@
 // The in-memory Raft log a role process keeps beside its WAL file: every entry
-// after the last snapshot, with its term, its decoded record and its exact
-// WAL line (so replication streams the very bytes that are on disk). Pure:
+// after the last snapshot, with its term, its exact WAL line (so replication
+// streams the very bytes that are on disk) and, until it is applied, its
+// decoded record. Pure:
 // the WAL file is written by the shells; this module only keeps the order and
 // the Log Matching checks.
 //
@@ -8,7 +9,7 @@
 // and term of the last of them are kept, which is all the consistency check
 // of the next entry needs.
 
-import type { WalRecord } from "../codec/wal_line.ts";
+import { decodeWalLine, type WalRecord } from "../codec/wal_line.ts";
 import { invariant, type LogIndex, type LogPosition, type Term } from "./types.ts";
 
 export interface LogEntry {
@@ -83,6 +84,19 @@ export class RaftLog {
     this.#entries.push(entry);
   }
 
+  /**
+   * Keeps only the line of the entry at `index`, once it is applied: the log
+   * holds entries long after (for followers that lag, until a snapshot and
+   * beyond), and the decoded record's key and value, with the request or
+   * batch buffer they may be views of, cost more than the line itself.
+   */
+  slim(index: LogIndex): void {
+    const at = index - this.#snapshotIndex - 1;
+    const e = this.#entries[at];
+    if (e === undefined || e instanceof AppliedEntry) return;
+    this.#entries[at] = new AppliedEntry(e.index, e.term, e.line);
+  }
+
   /** Drops the entries from `index` on (Raft §5.3, a follower's conflicting suffix). */
   truncateFrom(index: LogIndex): void {
     invariant(
@@ -142,3 +156,23 @@ export class RaftLog {
 }
 
 const noSnapshot: LogPosition = { lastIndex: 0, lastTerm: 0 };
+
+/** An entry whose record is decoded again from its line if asked for (see
+ * RaftLog.slim); nothing asks for it in normal operation. */
+class AppliedEntry implements LogEntry {
+  readonly index: LogIndex;
+  readonly term: Term;
+  readonly line: Uint8Array;
+
+  constructor(index: LogIndex, term: Term, line: Uint8Array) {
+    this.index = index;
+    this.term = term;
+    this.line = line;
+  }
+
+  get record(): WalRecord {
+    const decoded = decodeWalLine(this.line.subarray(0, this.line.length - 1));
+    invariant(decoded.ok, `Entry ${this.index}'s own line does not decode`);
+    return decoded.record;
+  }
+}

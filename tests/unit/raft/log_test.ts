@@ -323,3 +323,26 @@ Deno.test("InstallSnapshot §7: a snapshot older than the log's own never moves 
   assert.deepEqual(log.position, { lastIndex: 8, lastTerm: 3 });
   assert.deepEqual(indexesOf(log.slice(0, 99)), [6, 7, 8]);
 });
+
+Deno.test("slim keeps an applied entry's index, term and line; its record decodes from the line", () => {
+  const log = new RaftLog();
+  const utf8 = new TextEncoder();
+  const record: WalRecord = {
+    op: "SET",
+    index: 1,
+    key: utf8.encode("k\tx"),
+    value: utf8.encode("v\n"),
+  };
+  const full = { index: 1, term: 3, record, line: encodeWalLine(record) };
+  log.append(full);
+  log.slim(1);
+  log.slim(2); // past the end: nothing to do
+  const slim = log.entry(1)!;
+  assert.notEqual(slim, full, "the entry object was replaced");
+  assert.equal(slim.index, 1);
+  assert.equal(slim.term, 3);
+  assert.equal(slim.line, full.line, "the very line bytes");
+  assert.deepEqual(slim.record, record);
+  log.slim(1); // again: unchanged
+  assert.equal(log.entry(1), slim);
+});
