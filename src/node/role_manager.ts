@@ -124,6 +124,14 @@ async function readWalTail(path: string, base: LogPosition): Promise<LogPosition
   }
   if (last.index <= base.lastIndex) return base;
   if (base.lastIndex > 0) return { lastIndex: last.index, lastTerm: base.lastTerm };
+  // A compacted WAL (no TERM line of its own) read without its snapshot.
+  const first = decodeWalLine(bytes.subarray(0, Math.max(0, buf.indexOf(0x0a))));
+  if (first.ok && first.record.index > 1) {
+    throw new Error(
+      `WAL file "${path}" starts at seq ${first.record.index} (after a compaction) but there ` +
+        `is no snapshot beside it: entries 1 to ${first.record.index - 1} are missing`,
+    );
+  }
   throw new Error(`WAL file "${path}" has entries but no TERM line before them`);
 }
 

@@ -41,3 +41,19 @@ Deno.test("readWalPosition: a missing file is an empty log", async () => {
     lastTerm: 0,
   });
 });
+
+Deno.test("readWalPosition: a compacted WAL without its snapshot names the missing entries", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/node1.log`;
+    await Deno.writeTextFile(path, "41\tSET\ta\t1\n42\tSET\tb\t2\n");
+    await assert.rejects(
+      () => readWalPosition(path),
+      Error,
+      "starts at seq 41 (after a compaction) but there is no snapshot beside it: entries 1 to 40 " +
+        "are missing",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
