@@ -143,7 +143,10 @@ export class ReplicaState {
     snapshotOptions: { readonly path?: string; readonly policy?: SnapshotPolicy } = {},
   ): Promise<ReplicaState> {
     const snapPath = snapshotOptions.path ?? null;
-    const loaded = snapPath === null ? null : await readSnapshotFile(snapPath);
+    const loaded = snapPath === null ? null : await readSnapshotFile(
+      snapPath,
+      (leftover) => log.info(`removed ${leftover}, left by a snapshot that did not finish`),
+    );
     const snapshot: SnapshotMeta = loaded?.meta ?? { index: 0, term: 0, lineHash: 0 };
     const opened = await WalFile.open(path, {
       ...walOptions,

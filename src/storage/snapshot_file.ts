@@ -125,10 +125,19 @@ export interface LoadedSnapshot {
  * SnapshotDamagedError if it does not check out. Streams the file in pieces
  * and yields between them, so a large one loads without holding the whole
  * file in memory beside the state it becomes, or starving the event loop. */
-export async function readSnapshotFile(path: string): Promise<LoadedSnapshot | null> {
+export async function readSnapshotFile(
+  path: string,
+  onLeftoverRemoved: (path: string) => void = () => {},
+): Promise<LoadedSnapshot | null> {
   // Leftovers of a write or a transfer that did not finish: never the snapshot.
-  await Deno.remove(`${path}.tmp`).catch(() => {});
-  await Deno.remove(receivePath(path)).catch(() => {});
+  for (const leftover of [`${path}.tmp`, receivePath(path)]) {
+    try {
+      await Deno.remove(leftover);
+      onLeftoverRemoved(leftover);
+    } catch {
+      // none there
+    }
+  }
   const parsed = await loadSnapshotFile(path);
   if (parsed === null) return null;
   if (!parsed.ok) throw new SnapshotDamagedError(path, parsed.error);

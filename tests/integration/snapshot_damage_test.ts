@@ -70,6 +70,7 @@ Deno.test("snapshot damage: leftovers of an unfinished snapshot, transfer or com
   assert.equal(await tryGet(cluster, node1.readPort, "city"), "Vilnius");
   for (const name of junk.slice(0, 2)) {
     await assert.rejects(() => Deno.stat(`${cluster.dir}/${name}`), Deno.errors.NotFound, name);
+    assert.match(cluster.log(1), new RegExp(`removed .*${name.replaceAll(".", "\\.")}, left by`));
   }
   cluster.pass();
 });
