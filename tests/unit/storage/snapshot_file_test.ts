@@ -23,6 +23,7 @@ import {
   snapshotPath,
   writeSnapshotFile,
 } from "../../../src/storage/snapshot_file.ts";
+import { exists, withTempDir } from "../../support/temp_dir.ts";
 
 const utf8 = new TextEncoder();
 const b = (s: string): Uint8Array => utf8.encode(s);
@@ -40,25 +41,6 @@ const del = (index: number, key: Uint8Array | string): WalRecord => ({
 });
 
 const meta: SnapshotMeta = { index: 12, term: 2, lineHash: 0x1234abcd };
-
-async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "kvstore_snapshot_test_" });
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
 
 /** Writes a snapshot of `kv` as it is now, ending the cursor as callers must. */
 async function writeStore(path: string, m: SnapshotMeta, kv: KvStore) {

@@ -10,28 +10,10 @@ import {
   TermFileWriteError,
   writeTermFile,
 } from "../../../src/storage/term_file.ts";
-
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "kvstore-term-file-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
+import { exists, withTempDir } from "../../support/temp_dir.ts";
 
 Deno.test("term file: what is written is read back; a missing file is term 0 with no vote", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const path = termFilePath(dir, 3);
     assert.deepEqual(await readTermFile(path), {
       ok: true,
@@ -52,7 +34,7 @@ Deno.test({
   // /dev/full fails every write with ENOSPC, as a full disk does.
   ignore: Deno.build.os !== "linux",
   fn: async () => {
-    await withDir(async (dir) => {
+    await withTempDir(async (dir) => {
       const path = termFilePath(dir, 1);
       await writeTermFile(path, { currentTerm: 4, votedFor: 1 });
       await Deno.symlink("/dev/full", `${path}.tmp`);
@@ -74,7 +56,7 @@ Deno.test({
 });
 
 Deno.test("term file: a temporary path that cannot be created fails at 'create' and touches nothing", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const path = termFilePath(dir, 2);
     await writeTermFile(path, { currentTerm: 9, votedFor: 3 });
     // Something that is not ours sits where the temporary file would go.

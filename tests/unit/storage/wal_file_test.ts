@@ -11,6 +11,7 @@ import {
   WalFile,
   type WalFileHandle,
 } from "../../../src/storage/wal_file.ts";
+import { exists, withTempDir } from "../../support/temp_dir.ts";
 
 const utf8 = new TextEncoder();
 const text = (s: string): Uint8Array => utf8.encode(s);
@@ -39,15 +40,6 @@ const exampleLines = [
   set(3, "city", "Vilnius"),
   del(4, "user01"),
 ];
-
-async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "kvstore_wal_test_" });
-  try {
-    await body(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 function damage(bytes: Uint8Array): { error: string; lineNumber: number } {
   const parsed = parseWal(bytes);
@@ -545,16 +537,6 @@ function walLines(last: number, from = 1): Uint8Array[] {
   return lines;
 }
 
-async function fileExists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 function damageWithBase(
   bytes: Uint8Array,
   base: { index: number; term: number },
@@ -740,6 +722,16 @@ Deno.test("WalFile.open §7: with the snapshot base a compacted WAL opens; witho
   });
 });
 
+/** `node1.log` in `dir`, opened, with walLines(count) appended and synced. */
+async function syncedWal(dir: string, count: number) {
+  const path = `${dir}/node1.log`;
+  const lines = walLines(count);
+  const { wal } = await WalFile.open(path);
+  wal.append(lines);
+  await wal.sync();
+  return { path, lines, starts: startsOf(lines), wal };
+}
+
 Deno.test("WalFile.compactPrefix §7: drops the bytes before an offset; appends go on after them", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/node1.log`;
@@ -756,7 +748,7 @@ Deno.test("WalFile.compactPrefix §7: drops the bytes before an offset; appends 
       assert.equal(wal.startOffset, starts[5]);
       assert.equal(wal.sizeBytes, total, "offsets are logical: the size does not move");
       assert.deepEqual(await Deno.readFile(path), concat(lines.slice(5)));
-      assert.equal(await fileExists(`${path}.compact`), false, "the copy was renamed into place");
+      assert.equal(await exists(`${path}.compact`), false, "the copy was renamed into place");
       const more = walLines(12, 11);
       wal.append(more);
       assert.equal(wal.pendingBytes, concat(more).length);
@@ -871,13 +863,8 @@ Deno.test("WalFile.compactPrefix §7: unsynced lines and syncs in every turn of 
 
 Deno.test("WalFile.truncate after compaction still takes logical offsets", async () => {
   await withTempDir(async (dir) => {
-    const path = `${dir}/node1.log`;
-    const lines = walLines(10);
-    const starts = startsOf(lines);
-    const { wal } = await WalFile.open(path);
+    const { path, lines, starts, wal } = await syncedWal(dir, 10);
     try {
-      wal.append(lines);
-      await wal.sync();
       assert.equal(await wal.compactPrefix(starts[5]!), true);
       await wal.truncate(starts[8]!); // drop seq 9 on (Raft §5.3)
       assert.equal(wal.sizeBytes, starts[8]);
@@ -906,13 +893,8 @@ Deno.test("WalFile.truncate after compaction still takes logical offsets", async
 
 Deno.test("WalFile.compactPrefix §7: a truncate at or above the offset while it runs is carried into the new file", async () => {
   await withTempDir(async (dir) => {
-    const path = `${dir}/node1.log`;
-    const lines = walLines(10);
-    const starts = startsOf(lines);
-    const { wal } = await WalFile.open(path);
+    const { path, lines, starts, wal } = await syncedWal(dir, 10);
     try {
-      wal.append(lines);
-      await wal.sync();
       const compacting = wal.compactPrefix(starts[5]!);
       const truncating = wal.truncate(starts[7]!); // drop seq 8 on, queued before the switch-over
       const replacement = [term(8, 2), set(9, "new", "entry")];
@@ -939,18 +921,13 @@ Deno.test("WalFile.compactPrefix §7: a truncate at or above the offset while it
 
 Deno.test("WalFile.compactPrefix: a truncate below the offset while it runs makes it give up, leaving the WAL intact and usable", async () => {
   await withTempDir(async (dir) => {
-    const path = `${dir}/node1.log`;
-    const lines = walLines(10);
-    const starts = startsOf(lines);
-    const { wal } = await WalFile.open(path);
+    const { path, lines, starts, wal } = await syncedWal(dir, 10);
     try {
-      wal.append(lines);
-      await wal.sync();
       const compacting = wal.compactPrefix(starts[5]!);
       await wal.truncate(starts[3]!); // a caller bug: it cut below what it compacts
       assert.equal(await compacting, false);
       assert.equal(wal.startOffset, 0);
-      assert.equal(await fileExists(`${path}.compact`), false, "the copy is removed");
+      assert.equal(await exists(`${path}.compact`), false, "the copy is removed");
       assert.deepEqual(await Deno.readFile(path), concat(lines.slice(0, 3)));
       wal.append([set(4, "still", "usable")]);
       await wal.sync();
@@ -964,13 +941,8 @@ Deno.test("WalFile.compactPrefix: a truncate below the offset while it runs make
 
 Deno.test("WalFile.compactPrefix: at or below the current start is a no-op; two at once are refused", async () => {
   await withTempDir(async (dir) => {
-    const path = `${dir}/node1.log`;
-    const lines = walLines(10);
-    const starts = startsOf(lines);
-    const { wal } = await WalFile.open(path);
+    const { path, lines, starts, wal } = await syncedWal(dir, 10);
     try {
-      wal.append(lines);
-      await wal.sync();
       assert.equal(await wal.compactPrefix(0), true);
       assert.deepEqual(await Deno.readFile(path), concat(lines), "nothing to drop");
       const first = wal.compactPrefix(starts[3]!);
@@ -1003,7 +975,7 @@ Deno.test("WalFile.compactPrefix replaces a .compact file left by an unfinished 
       await wal.sync();
       assert.equal(await wal.compactPrefix(starts[3]!), true);
       assert.deepEqual(await Deno.readFile(path), concat(lines.slice(3)));
-      assert.equal(await fileExists(`${path}.compact`), false);
+      assert.equal(await exists(`${path}.compact`), false);
     } finally {
       wal.close();
     }
@@ -1012,13 +984,8 @@ Deno.test("WalFile.compactPrefix replaces a .compact file left by an unfinished 
 
 Deno.test("WalFile.truncate below the compacted start is refused as a caller bug; the WAL stays usable", async () => {
   await withTempDir(async (dir) => {
-    const path = `${dir}/node1.log`;
-    const lines = walLines(10);
-    const starts = startsOf(lines);
-    const { wal } = await WalFile.open(path);
+    const { path, lines, starts, wal } = await syncedWal(dir, 10);
     try {
-      wal.append(lines);
-      await wal.sync();
       assert.equal(await wal.compactPrefix(starts[5]!), true);
       // Those bytes are gone: there is nothing left to cut there.
       const refused = await wal.truncate(starts[2]!).then(() => null, (e: unknown) => e);
