@@ -25,7 +25,8 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Most REDIRECT replies followed in one attempt before giving up. */
   redirectsMax?: number;
-  /** Upper bound on one attempt (connect + reply); the remaining deadline bounds it too. */
+  /** Upper bound on one attempt (connect + reply; for SET and DEL connect
+   * only, as they are never re-sent); the remaining deadline bounds it too. */
   attemptTimeoutMs?: number;
   /** When false a REDIRECT reply is returned to the caller instead of followed. */
   followRedirects?: boolean;
@@ -287,7 +288,15 @@ async function attemptChain(
       throw new KvClientError(e.message);
     }
     try {
-      const leftMs = Math.max(1, Math.ceil(budgetMs - (performance.now() - started)));
+      // A write, once sent, is never sent again: giving up on its reply early
+      // buys no retry, only "outcome unknown" for a write that is merely slow
+      // (16 MiB takes seconds). It waits for the whole deadline instead.
+      const leftMs = Math.max(
+        1,
+        Math.ceil(
+          o.write ? o.deadline - performance.now() : budgetMs - (performance.now() - started),
+        ),
+      );
       reply = await conn.call(args, leftMs);
     } catch (e) {
       if (!(e instanceof ConnectionError)) throw e;

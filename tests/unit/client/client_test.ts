@@ -449,6 +449,18 @@ Deno.test("request never sends a write again once it may have been applied: repl
   assert.equal(server.calls.length, 1, "the SET went out exactly once");
 });
 
+Deno.test("a write's reply is awaited for the whole timeout, not one attempt's cap", async () => {
+  // Regression: a 16 MiB SET that took 3.2 s to commit was reported as
+  // "outcome unknown" by the 3 s attempt cap, whatever --timeout-ms said.
+  await using server = startFake(() => new Promise((r) => setTimeout(() => r("+OK\r\n"), 400)));
+  const reply = await request("127.0.0.1", server.port, ["SET", "k", "v"], {
+    timeoutMs: 3000,
+    attemptTimeoutMs: 200,
+  });
+  assert.equal(replyText(reply), "OK");
+  assert.equal(server.calls.length, 1);
+});
+
 Deno.test("request never sends a write again after the leader's may-still-apply TRYAGAIN", async () => {
   await using server = startFake(() =>
     "-TRYAGAIN write not committed within 5000 ms; it may still apply\r\n"
