@@ -49,7 +49,7 @@ import type { NodeOptions } from "../cli/role_args.ts";
 import { type DataCommands } from "./commands.ts";
 import { type LeaderContact } from "./leader_contact.ts";
 import { ReplicaState } from "./replica_state.ts";
-import { sendToSupervisor } from "./role_ipc.ts";
+import { exitRoleFailed, sendToSupervisor } from "./role_ipc.ts";
 import { dialPeer } from "../net/peer_auth.ts";
 import { writeAll } from "../net/write_all.ts";
 
@@ -239,7 +239,7 @@ export class FollowerRole {
           // Our own state is inconsistent (a bug, or files edited by hand):
           // stop rather than serve it; the supervisor restarts us from disk.
           this.#log.error(`invariant broken, exiting: ${e.message}`);
-          this.#exit(70);
+          this.#exit(exitRoleFailed);
           return;
         }
         if (generation === this.#generation) {
@@ -360,7 +360,7 @@ export class FollowerRole {
         // work. Acknowledge nothing and end; the supervisor restarts the role,
         // which reads the WAL as it really is (a torn tail is cut off).
         this.#log.error(`WAL sync failed, stopping the follower role: ${e}`);
-        this.#exit(70);
+        this.#exit(exitRoleFailed);
         return false;
       }
       // Fenced while the fsync ran? Then this acknowledgement would count

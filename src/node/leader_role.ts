@@ -48,7 +48,7 @@ import type { CommandContext } from "../net/resp_server.ts";
 import { acceptPeer, type PeerAuth } from "../net/peer_auth.ts";
 import { concatBytes, writeAll } from "../net/write_all.ts";
 import { ReplicaState } from "./replica_state.ts";
-import { sendToSupervisor } from "./role_ipc.ts";
+import { exitRoleFailed, sendToSupervisor } from "./role_ipc.ts";
 
 /** Entries a follower may be sent ahead of its acknowledgements. */
 const windowEntriesMax = 4 * replicationBatchEntriesMax;
@@ -311,7 +311,7 @@ export class LeaderRole {
       } catch (e) {
         // Never acknowledge after a failed fsync: what is on disk is unknown.
         this.#log.error(`WAL sync failed, stopping the leader role: ${e}`);
-        Deno.exit(70);
+        Deno.exit(exitRoleFailed);
       }
       this.#durableIndex = Math.max(this.#durableIndex, upTo);
       this.#advanceCommit();

@@ -4,6 +4,14 @@
 // knows its supervisor is gone (even after `kill -9`) and exits, so no orphan
 // keeps a port.
 
+/** Role process exit codes the supervisor acts on. Damage to the data files
+ * needs an operator: restarts will not cure it, so the node stops. */
+export const exitWalDamaged = 3;
+/** Anything a fresh start from disk may cure (a failed fsync, a broken
+ * invariant, a load that failed for another reason than damage): the
+ * supervisor restarts the role with backoff. */
+export const exitRoleFailed = 70;
+
 export type ToRole =
   /** Stop acknowledging anything of a term below `term`, then report where the log ends. */
   | { readonly kind: "fence"; readonly id: number; readonly term: number }

@@ -25,7 +25,7 @@ import {
 } from "../config/timing.ts";
 import type { Log } from "../log.ts";
 import type { LogPosition } from "../raft/types.ts";
-import { encodeIpc, type FromRole, readIpc, type ToRole } from "./role_ipc.ts";
+import { encodeIpc, exitWalDamaged, type FromRole, readIpc, type ToRole } from "./role_ipc.ts";
 import { selfCommand } from "./self_exec.ts";
 import { readSnapshotMeta } from "../storage/snapshot_file.ts";
 
@@ -60,9 +60,6 @@ export interface RoleEvents {
   /** The role cannot start for a reason restarts will not fix (damaged WAL). */
   onFatal(reason: string): void;
 }
-
-/** Exit codes of role processes that restarts cannot cure. */
-export const exitWalDamaged = 3;
 
 /** Where a WAL file's log ends: its last whole, decodable line and the
  * newest TERM line at or before it. Looks only at the tail (plus a native

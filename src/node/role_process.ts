@@ -21,13 +21,16 @@ import { ReplicaState, snapshotPolicy, walPath } from "./replica_state.ts";
 import { commitHintPath } from "../storage/commit_hint.ts";
 import { SnapshotDamagedError, snapshotPath } from "../storage/snapshot_file.ts";
 import { WalDamagedError } from "../storage/wal_file.ts";
-import { sendToSupervisor, type ToRole, watchSupervisor } from "./role_ipc.ts";
+import {
+  exitRoleFailed,
+  exitWalDamaged,
+  sendToSupervisor,
+  type ToRole,
+  watchSupervisor,
+} from "./role_ipc.ts";
 import { acceptLoop } from "../net/accept_loop.ts";
-import { exitWalDamaged } from "./role_manager.ts";
 
 const exitCannotListen = 4;
-/** Loading failed for a reason a retry may cure (not damage). */
-const exitLoadFailed = 70;
 
 /** How often the commit index is recorded for the next start: often enough
  * that a restart rarely waits for a leader, rarely enough to cost nothing. */
@@ -71,7 +74,7 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
     }
     inbox = inbox.then(() => loadedSignal).then(() => onMessage(m)).catch((e) => {
       log.error(`supervisor message failed: ${(e as Error).stack ?? e}`);
-      Deno.exit(70);
+      Deno.exit(exitRoleFailed);
     });
   }, () => {
     log.info("supervisor gone, exiting");
@@ -98,7 +101,7 @@ export async function roleMain(opts: NodeOptions, startAs: "leader" | "follower"
     log.error(
       `cannot load the node's data${damaged ? "" : " (will retry)"}: ${(e as Error).message}`,
     );
-    return damaged ? exitWalDamaged : exitLoadFailed;
+    return damaged ? exitWalDamaged : exitRoleFailed;
   }
   // Snapshots bound the WAL and the in-memory log; each node takes its own.
   setInterval(() => state.maybeSnapshot(performance.now()), snapshotCheckIntervalMs);
